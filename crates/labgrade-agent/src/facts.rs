@@ -1,0 +1,53 @@
+//! Facts about paths, read inside the guest and sent back as data; the runner decides what they
+//! mean.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+
+use labgrade_snap::{Entry, EntryKind, SnapError};
+
+use crate::proto::{PathFacts, TEXT_LIMIT};
+
+/// Reads one path relative to `lab`.
+pub(crate) fn inspect(lab: &Path, rel: &str) -> PathFacts {
+    let full = lab.join(rel);
+    let mut facts = PathFacts {
+        path: rel.to_owned(),
+        entry: None,
+        text: None,
+        children: None,
+        error: None,
+    };
+    match Entry::read(&full, rel) {
+        Ok(entry) => {
+            if entry.kind == EntryKind::File && entry.size.is_some_and(|s| s <= TEXT_LIMIT) {
+                match fs::read(&full) {
+                    Ok(bytes) => facts.text = Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    Err(e) => facts.error = Some(format!("cannot read {rel}: {e}")),
+                }
+            }
+            if entry.kind == EntryKind::Dir {
+                match fs::read_dir(&full) {
+                    Ok(rd) => {
+                        let mut names: Vec<String> = rd
+                            .filter_map(Result::ok)
+                            .map(|d| d.file_name().to_string_lossy().into_owned())
+                            .collect();
+                        names.sort();
+                        facts.children = Some(names);
+                    }
+                    Err(e) => facts.error = Some(format!("cannot list {rel}: {e}")),
+                }
+            }
+            facts.entry = Some(entry);
+        }
+        Err(SnapError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                ErrorKind::NotFound | ErrorKind::NotADirectory
+            ) => {}
+        Err(e) => facts.error = Some(e.to_string()),
+    }
+    facts
+}

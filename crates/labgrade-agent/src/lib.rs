@@ -1,0 +1,142 @@
+//! The checker that runs inside a guest.
+//!
+//! Like youki's `runtimetest`, it is a small program run *inside* the environment under test: it
+//! enters private namespaces, keeps the lab's shell session, probes capabilities by trying them
+//! and reads facts about paths, and speaks a line-based JSON protocol ([`proto`]) to the runner on
+//! the host. It decides nothing about pass or fail; that is the runner's job, so the logic that
+//! judges stays testable without root.
+
+mod facts;
+mod kmsg;
+mod namespaces;
+mod probe;
+pub mod proto;
+mod session;
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use labgrade_snap::TreeSnapshot;
+
+pub use namespaces::{NamespaceError, enter_private_namespaces};
+use proto::{Hello, Request, Response};
+pub use session::SessionError;
+
+/// `$LAB` inside every session: a directory on the session's private tmpfs.
+pub const LAB_DIR: &str = "/tmp/lab";
+/// The agent's own files (step scripts and outputs), beside `$LAB` on the same private tmpfs.
+const CTL_DIR: &str = "/tmp/.labgrade";
+
+/// Why the agent stopped before serving.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Namespaces could not be entered.
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    /// The shell session could not start.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The runner's channel broke.
+    #[error("the channel to the runner broke: {0}")]
+    Channel(#[from] std::io::Error),
+}
+
+/// Enters private namespaces, starts the session and serves requests until `Shutdown` or EOF.
+///
+/// Must be called while the process is still single-threaded.
+pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentError> {
+    let privilege = match enter_private_namespaces() {
+        Ok(p) => p,
+        Err(e) => {
+            send(
+                &mut output,
+                &Response::Error {
+                    message: e.to_string(),
+                },
+            )?;
+            return Err(e.into());
+        }
+    };
+    let lab = PathBuf::from(LAB_DIR);
+    let ctl = PathBuf::from(CTL_DIR);
+    std::fs::create_dir_all(&lab)?;
+    std::fs::create_dir_all(&ctl)?;
+    let mut kmsg = kmsg::KernelLog::open();
+    let mut session = match session::ShellSession::start(&lab, &ctl) {
+        Ok(s) => s,
+        Err(e) => {
+            send(
+                &mut output,
+                &Response::Error {
+                    message: e.to_string(),
+                },
+            )?;
+            return Err(e.into());
+        }
+    };
+    send(
+        &mut output,
+        &Response::Hello(Hello {
+            lab_dir: LAB_DIR.to_owned(),
+            privilege,
+            kmsg_unavailable: kmsg.unavailable.clone(),
+        }),
+    )?;
+    for line in input.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let request: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                send(
+                    &mut output,
+                    &Response::Error {
+                        message: format!("bad request: {e}"),
+                    },
+                )?;
+                continue;
+            }
+        };
+        let response = match request {
+            Request::Probe { caps } => Response::Probed {
+                results: caps
+                    .into_iter()
+                    .map(|c| probe::probe(c, &ctl.join("probe"), &mut kmsg))
+                    .collect(),
+            },
+            Request::Run {
+                step,
+                script,
+                timeout_ms,
+            } => Response::Ran(session.run(
+                step,
+                &script,
+                Duration::from_millis(timeout_ms),
+                &mut kmsg,
+            )),
+            Request::Inspect { paths } => Response::Inspected {
+                facts: paths.iter().map(|p| facts::inspect(&lab, p)).collect(),
+            },
+            Request::Snapshot { dir } => Response::Snapshotted {
+                tree: TreeSnapshot::take(&Path::new(&lab).join(&dir)).map_err(|e| e.to_string()),
+            },
+            Request::Shutdown => {
+                session.kill();
+                send(&mut output, &Response::Bye)?;
+                return Ok(());
+            }
+        };
+        send(&mut output, &response)?;
+    }
+    session.kill();
+    Ok(())
+}
+
+fn send(out: &mut impl Write, response: &Response) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, response)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}

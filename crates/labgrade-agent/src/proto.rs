@@ -1,0 +1,177 @@
+//! The agent's wire protocol: one JSON object per line, requests in on stdin, responses out on
+//! stdout. Any transport that carries lines (a pipe, virtio-serial, ssh) can carry it, so the
+//! same agent serves every guest backend.
+
+use labgrade_snap::{Entry, TreeSnapshot};
+use labgrade_spec::Capability;
+use serde::{Deserialize, Serialize};
+
+/// What the runner asks of the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Try each capability for real and say which work and why not.
+    Probe {
+        /// The capabilities to try.
+        caps: Vec<Capability>,
+    },
+    /// Run one step's shell text in the lab's session.
+    Run {
+        /// 1-based step number, echoed in file names and the reply.
+        step: usize,
+        /// The shell text.
+        script: String,
+        /// Milliseconds before the session is killed.
+        timeout_ms: u64,
+    },
+    /// Read facts about paths relative to `$LAB`.
+    Inspect {
+        /// The paths.
+        paths: Vec<String>,
+    },
+    /// Snapshot a directory relative to `$LAB`.
+    Snapshot {
+        /// The directory.
+        dir: String,
+    },
+    /// End the session; the agent exits and its namespaces die with it.
+    Shutdown,
+}
+
+/// What the agent answers. The first line it writes, unasked, is [`Response::Hello`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    /// The session is ready.
+    Hello(Hello),
+    /// Probe results, in the order asked.
+    Probed {
+        /// One per capability asked.
+        results: Vec<ProbeResult>,
+    },
+    /// A step ran (or could not).
+    Ran(StepOutcome),
+    /// Facts, in the order asked.
+    Inspected {
+        /// One per path asked.
+        facts: Vec<PathFacts>,
+    },
+    /// A directory snapshot.
+    Snapshotted {
+        /// The tree, or why it could not be read.
+        tree: Result<TreeSnapshot, String>,
+    },
+    /// The request could not be served; the session may be gone.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+    /// Reply to [`Request::Shutdown`].
+    Bye,
+}
+
+/// How the agent is running, so reports can state it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// `$LAB` inside the session.
+    pub lab_dir: String,
+    /// Real root (the lesson exactly), or root only inside a user namespace.
+    pub privilege: Privilege,
+    /// Why the kernel log cannot be read, if it cannot.
+    pub kmsg_unavailable: Option<String>,
+}
+
+/// Under what privilege labs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Privilege {
+    /// Real root in private mount and pid namespaces: the lesson exactly.
+    Root,
+    /// Not root: uid 0 inside a new user namespace, mapped to the caller's uid outside.
+    UserNamespace {
+        /// The caller's real uid outside the namespace.
+        outer_uid: u32,
+    },
+}
+
+impl std::fmt::Display for Privilege {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Privilege::Root => f.write_str("root, in private mount and pid namespaces"),
+            Privilege::UserNamespace { outer_uid } => write!(
+                f,
+                "not root (uid {outer_uid}): root inside a user namespace, with private mount and pid namespaces; \
+                 labs that need real root are skipped"
+            ),
+        }
+    }
+}
+
+/// Whether a capability works here, and the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// The capability tried.
+    pub cap: Capability,
+    /// It worked.
+    pub available: bool,
+    /// What was tried and what happened (the kernel's own words where it gave any).
+    pub detail: String,
+}
+
+/// One command in a step that failed, as `set -e` would have seen it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedCommand {
+    /// Line within the step's shell text (1-based).
+    pub line: usize,
+    /// Its exit code.
+    pub code: i32,
+}
+
+/// What running a step produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutcome {
+    /// Exit code of the step's last command; `None` if the session died or timed out.
+    pub exit_code: Option<i32>,
+    /// Every command that failed, in order.
+    pub failed: Vec<FailedCommand>,
+    /// Standard output (at most [`OUTPUT_LIMIT`] bytes, lossily decoded).
+    pub stdout: String,
+    /// Standard error (at most [`OUTPUT_LIMIT`] bytes, lossily decoded).
+    pub stderr: String,
+    /// Kernel log lines written while the step ran.
+    pub kmsg: Vec<String>,
+    /// The step ran past its timeout and the session was killed.
+    pub timed_out: bool,
+    /// The shell exited (a step ran `exit`, say); later steps cannot run.
+    pub session_ended: bool,
+    /// Wall time of the step in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl StepOutcome {
+    /// Every command succeeded and the session is still there.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0) && self.failed.is_empty() && !self.timed_out
+    }
+}
+
+/// Most bytes of a step's stdout or stderr kept in a report.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// Facts about one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathFacts {
+    /// Relative to `$LAB`, as asked.
+    pub path: String,
+    /// stat + xattrs + digest, or `None` if the path does not exist.
+    pub entry: Option<Entry>,
+    /// A regular file's content (lossily decoded), if at most [`TEXT_LIMIT`] bytes.
+    pub text: Option<String>,
+    /// A directory's entry names, sorted.
+    pub children: Option<Vec<String>>,
+    /// Why the path could not be read, other than not existing.
+    pub error: Option<String>,
+}
+
+/// Largest file whose content is returned for `content` / `contains` checks.
+pub const TEXT_LIMIT: u64 = 1 << 20;

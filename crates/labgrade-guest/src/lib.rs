@@ -1,0 +1,58 @@
+//! Guests: where labs run.
+//!
+//! A guest knows how to start a fresh [`AgentSession`] (the in-guest agent in private namespaces,
+//! one per lab) and how to carry the agent's line protocol to it. It knows nothing about labs.
+//! Backends: [`HostGuest`] (this machine, namespaces only); QEMU and Vagrant follow the same trait.
+
+mod host;
+mod session;
+
+pub use host::HostGuest;
+pub use session::AgentSession;
+
+/// Something labs can run on.
+pub trait Guest: Send + Sync + std::fmt::Debug {
+    /// The name reports use, e.g. `host` or `qemu:debian:6.1`.
+    fn name(&self) -> String;
+
+    /// Starts a fresh agent session: new namespaces, a new shell, an empty `$LAB`.
+    fn start_session(&self) -> Result<AgentSession, GuestError>;
+}
+
+/// The guest could not serve: always an infrastructure error (exit code 3), never a lab failure.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The agent could not be started.
+    #[error("cannot start the labgrade agent ({exe}): {source}")]
+    Spawn {
+        /// The agent executable.
+        exe: String,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent said it could not set up, or died; its last words are kept.
+    #[error("the labgrade agent failed: {message}{}", stderr_tail(.stderr))]
+    Agent {
+        /// What went wrong.
+        message: String,
+        /// The agent's stderr, if any.
+        stderr: String,
+    },
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let tail: Vec<&str> = stderr
+        .lines()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\nagent stderr:\n{}", tail.join("\n"))
+    }
+}

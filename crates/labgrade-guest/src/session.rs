@@ -1,0 +1,96 @@
+//! A live agent session, over whatever transport the backend gives it.
+
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+
+use labgrade_agent::proto::{Hello, Request, Response};
+
+use crate::GuestError;
+
+/// One agent, one lab. Dropping it ends the agent and, with it, every process and mount of the
+/// lab (the backend's guard kills what it started).
+pub struct AgentSession {
+    reader: Box<dyn BufRead + Send>,
+    writer: Box<dyn Write + Send>,
+    stderr: Arc<Mutex<String>>,
+    hello: Hello,
+    // Dropped last: the process (or VM) the session runs in.
+    _guard: Box<dyn Send>,
+}
+
+impl std::fmt::Debug for AgentSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSession")
+            .field("hello", &self.hello)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentSession {
+    /// Wraps a transport and waits for the agent's hello.
+    pub fn establish(
+        reader: Box<dyn BufRead + Send>,
+        writer: Box<dyn Write + Send>,
+        stderr: Arc<Mutex<String>>,
+        guard: Box<dyn Send>,
+    ) -> Result<AgentSession, GuestError> {
+        let mut session = AgentSession {
+            reader,
+            writer,
+            stderr,
+            hello: Hello {
+                lab_dir: String::new(),
+                privilege: labgrade_agent::proto::Privilege::Root,
+                kmsg_unavailable: None,
+            },
+            _guard: guard,
+        };
+        match session.receive()? {
+            Response::Hello(hello) => {
+                session.hello = hello;
+                Ok(session)
+            }
+            other => Err(session.agent_error(format!("expected hello, got {other:?}"))),
+        }
+    }
+
+    /// What the agent said about itself when it started.
+    pub fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    /// Sends one request and waits for its response. An `Error` response becomes a [`GuestError`].
+    pub fn request(&mut self, request: &Request) -> Result<Response, GuestError> {
+        let mut line = serde_json::to_vec(request)
+            .map_err(|e| self.agent_error(format!("cannot encode request: {e}")))?;
+        line.push(b'\n');
+        if let Err(e) = self
+            .writer
+            .write_all(&line)
+            .and_then(|()| self.writer.flush())
+        {
+            return Err(self.agent_error(format!("cannot send to the agent: {e}")));
+        }
+        match self.receive()? {
+            Response::Error { message } => Err(self.agent_error(message)),
+            r => Ok(r),
+        }
+    }
+
+    fn receive(&mut self) -> Result<Response, GuestError> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err(self.agent_error("the agent exited".into())),
+            Ok(_) => serde_json::from_str(&line)
+                .map_err(|e| self.agent_error(format!("unreadable reply {line:?}: {e}"))),
+            Err(e) => Err(self.agent_error(format!("cannot read from the agent: {e}"))),
+        }
+    }
+
+    fn agent_error(&self, message: String) -> GuestError {
+        // Give the stderr reader a moment to collect the agent's last words.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        GuestError::Agent { message, stderr }
+    }
+}

@@ -1,0 +1,20 @@
+//! Reports and their renderers.
+//!
+//! A run produces a [`RunReport`]: plain data, serialised as-is by `--format json`. Every other
+//! output (the terminal, JUnit, later markdown and Gradescope) is a renderer of that data and
+//! nothing else, so all formats always tell the same facts.
+
+mod human;
+mod junit;
+mod model;
+
+pub use human::{render_human, render_timings};
+pub use junit::render_junit;
+pub use model::{
+    CheckReport, CheckStatus, LabReport, LabStatus, RunReport, SnapshotReport, StepReport, Totals,
+};
+
+/// `--format json`: the report as pretty JSON.
+pub fn render_json(report: &RunReport) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(report)
+}

@@ -1,0 +1,212 @@
+//! One lab, start to end, on one fresh agent session.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use labgrade_agent::proto::{PathFacts, Request, Response, StepOutcome};
+use labgrade_guest::{AgentSession, Guest, GuestError};
+use labgrade_report::{CheckReport, CheckStatus, LabReport, LabStatus, SnapshotReport, StepReport};
+use labgrade_spec::{Fact, Lab, Step};
+
+use crate::judge::{judge_exit, judge_fact, judge_output};
+use crate::{ProbedCapabilities, ms};
+
+/// Runs one lab and reports it. Never fails: a guest that breaks makes an `Error` report.
+pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &ProbedCapabilities) -> LabReport {
+    let started = Instant::now();
+    let mut report = LabReport {
+        id: lab.id.clone(),
+        title: lab.title.clone(),
+        file: lab.path.display().to_string(),
+        lesson: lab.lesson.clone(),
+        status: LabStatus::Pass,
+        reason: None,
+        steps: Vec::new(),
+        snapshots: Vec::new(),
+        duration_ms: 0,
+    };
+    if let Some(pending) = &lab.pending {
+        report.status = LabStatus::Skip;
+        report.reason = Some(format!("pending: {pending}"));
+    } else if let Some(missing) = caps.missing(&lab.needs) {
+        report.status = LabStatus::Skip;
+        report.reason = Some(missing);
+    } else {
+        match guest.start_session() {
+            Ok(mut session) => {
+                if let Err(e) = drive(&mut session, lab, caps, &mut report) {
+                    report.status = LabStatus::Error;
+                    report.reason = Some(e.to_string());
+                }
+                let _ = session.request(&Request::Shutdown);
+            }
+            Err(e) => {
+                report.status = LabStatus::Error;
+                report.reason = Some(e.to_string());
+            }
+        }
+    }
+    report.duration_ms = ms(started);
+    report
+}
+
+/// Paths whose facts must be kept after step N, for `unchanged_since = N` checks later.
+fn baselines_needed(lab: &Lab) -> BTreeMap<usize, BTreeSet<String>> {
+    let mut needed: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for step in &lab.steps {
+        for check in &step.checks {
+            if let Fact::UnchangedSince(n) = check.fact {
+                needed.entry(n).or_default().insert(check.path.clone());
+            }
+        }
+    }
+    needed
+}
+
+fn drive(
+    session: &mut AgentSession,
+    lab: &Lab,
+    caps: &ProbedCapabilities,
+    report: &mut LabReport,
+) -> Result<(), GuestError> {
+    let needed = baselines_needed(lab);
+    let mut baselines: BTreeMap<(usize, String), PathFacts> = BTreeMap::new();
+    for step in &lab.steps {
+        let outcome = run_step(session, step)?;
+        let mut checks = vec![judge_exit(step.exit, &outcome)];
+        checks.extend(
+            step.output_checks
+                .iter()
+                .map(|c| judge_output(c, &outcome, caps.kmsg_unavailable.as_deref())),
+        );
+        let ended_as_expected = checks[0].status == CheckStatus::Pass;
+
+        // Paths to read: this step's checks, plus baselines later steps compare against.
+        let mut paths: BTreeSet<String> = step.checks.iter().map(|c| c.path.clone()).collect();
+        if let Some(later) = needed.get(&step.number) {
+            paths.extend(later.iter().cloned());
+        }
+        let facts = if ended_as_expected && !outcome.session_ended {
+            inspect(session, &paths)?
+        } else {
+            BTreeMap::new()
+        };
+        for check in &step.checks {
+            let Some(now) = facts.get(&check.path) else {
+                continue;
+            };
+            let baseline = match check.fact {
+                Fact::UnchangedSince(n) => baselines.get(&(n, check.path.clone())),
+                _ => None,
+            };
+            checks.push(judge_fact(check, now, baseline));
+        }
+        if let Some(later) = needed.get(&step.number) {
+            for p in later {
+                if let Some(f) = facts.get(p) {
+                    baselines.insert((step.number, p.clone()), f.clone());
+                }
+            }
+        }
+        if ended_as_expected {
+            for dir in &step.snapshots {
+                report.snapshots.push(snapshot(
+                    session,
+                    dir,
+                    &format!("{dir}@step-{}", step.number),
+                )?);
+            }
+        }
+        let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
+        report.steps.push(step_report(step, outcome, checks));
+        if failed {
+            report.status = LabStatus::Fail;
+        }
+        if !ended_as_expected {
+            // The state after a step that went wrong is unknown: later steps would only confuse.
+            report.reason = Some(format!(
+                "step {} did not end as expected; later steps were not run",
+                step.number
+            ));
+            return Ok(());
+        }
+    }
+    for dir in &lab.end_snapshots {
+        report
+            .snapshots
+            .push(snapshot(session, dir, &format!("{dir}@end"))?);
+    }
+    Ok(())
+}
+
+fn run_step(session: &mut AgentSession, step: &Step) -> Result<StepOutcome, GuestError> {
+    let request = Request::Run {
+        step: step.number,
+        script: step.run.clone(),
+        timeout_ms: u64::try_from(step.timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    match session.request(&request)? {
+        Response::Ran(outcome) => Ok(outcome),
+        other => Err(unexpected("step outcome", &other)),
+    }
+}
+
+fn inspect(
+    session: &mut AgentSession,
+    paths: &BTreeSet<String>,
+) -> Result<BTreeMap<String, PathFacts>, GuestError> {
+    if paths.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    match session.request(&Request::Inspect {
+        paths: paths.iter().cloned().collect(),
+    })? {
+        Response::Inspected { facts } => {
+            Ok(facts.into_iter().map(|f| (f.path.clone(), f)).collect())
+        }
+        other => Err(unexpected("facts", &other)),
+    }
+}
+
+fn snapshot(
+    session: &mut AgentSession,
+    dir: &str,
+    name: &str,
+) -> Result<SnapshotReport, GuestError> {
+    match session.request(&Request::Snapshot {
+        dir: dir.to_owned(),
+    })? {
+        Response::Snapshotted { tree } => Ok(SnapshotReport {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            text: tree.map_or_else(|e| format!("[no snapshot: {e}]\n"), |t| t.render()),
+        }),
+        other => Err(unexpected("a snapshot", &other)),
+    }
+}
+
+fn unexpected(wanted: &str, got: &Response) -> GuestError {
+    GuestError::Agent {
+        message: format!("expected {wanted}, got {got:?}"),
+        stderr: String::new(),
+    }
+}
+
+fn step_report(step: &Step, outcome: StepOutcome, checks: Vec<CheckReport>) -> StepReport {
+    StepReport {
+        number: step.number,
+        name: step.name.clone(),
+        run: step.run.clone(),
+        exit_code: outcome.exit_code,
+        failed_commands: outcome
+            .failed
+            .iter()
+            .map(|f| format!("file line {}: exit {}", step.run_line + f.line - 1, f.code))
+            .collect(),
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        kmsg: outcome.kmsg,
+        duration_ms: outcome.duration_ms,
+        checks,
+    }
+}

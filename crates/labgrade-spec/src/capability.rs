@@ -1,0 +1,78 @@
+//! What a lab may need from a guest. Each is probed on the guest itself (by trying it), never
+//! guessed from a kernel version.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A guest feature a lab can declare in `needs = [...]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    /// An overlay mount with lowerdir, upperdir and workdir succeeds.
+    Overlay,
+    /// `trusted.*` xattrs can be set: real root, as the lesson assumes. Overlay keeps opaque and
+    /// metacopy marks there; in a user namespace it cannot without the `userxattr` option.
+    TrustedXattr,
+    /// The overlay mount option `metacopy=on` is accepted.
+    Metacopy,
+    /// An XFS image made with `mkfs.xfs` mounts on a loop device.
+    Xfs,
+    /// An XFS V4 image (`-m crc=0 -n ftype=0`) mounts: the kernel was built with XFS V4 support.
+    XfsV4,
+}
+
+impl Capability {
+    /// Every capability, in the order probes run.
+    pub const ALL: [Capability; 5] = [
+        Capability::Overlay,
+        Capability::TrustedXattr,
+        Capability::Metacopy,
+        Capability::Xfs,
+        Capability::XfsV4,
+    ];
+
+    /// The word used in lab files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Overlay => "overlay",
+            Capability::TrustedXattr => "trusted-xattr",
+            Capability::Metacopy => "metacopy",
+            Capability::Xfs => "xfs",
+            Capability::XfsV4 => "xfs-v4",
+        }
+    }
+
+    /// What the capability means, for `labgrade list` and error help.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Capability::Overlay => "overlay mounts work",
+            Capability::TrustedXattr => "trusted.* xattrs can be set (real root)",
+            Capability::Metacopy => "overlay accepts metacopy=on",
+            Capability::Xfs => "mkfs.xfs works and an XFS image mounts on a loop device",
+            Capability::XfsV4 => "the kernel mounts XFS V4 (crc=0, ftype=0) images",
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The word in a lab file is not a known capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownCapability;
+
+impl FromStr for Capability {
+    type Err = UnknownCapability;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Capability::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or(UnknownCapability)
+    }
+}

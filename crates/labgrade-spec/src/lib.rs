@@ -1,0 +1,20 @@
+//! The lab file format.
+//!
+//! A lab is a TOML file a course maintainer who knows shell (but not Rust) can read and write:
+//! shell steps run in one session, typed checks after each step, snapshot points, the
+//! capabilities it needs and the lesson section it comes from. `labs/README.md` documents the
+//! format; this crate turns a file into a validated [`Lab`] or into an [`SpecError`] that names the
+//! file, line and column and says what to do.
+
+mod capability;
+mod error;
+mod lab;
+mod load;
+
+pub use capability::{Capability, UnknownCapability};
+pub use error::{InvalidLab, SpecError};
+pub use lab::{Check, ExitExpectation, Fact, Lab, LessonRef, OutputCheck, Step};
+pub use load::{DEFAULT_STEP_TIMEOUT, lab_id, load_dir, load_lab, parse_lab};
+
+#[cfg(test)]
+mod tests;

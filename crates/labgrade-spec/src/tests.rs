@@ -1,0 +1,112 @@
+use std::path::Path;
+
+use crate::{Capability, ExitExpectation, Fact, SpecError, parse_lab};
+
+const GOOD: &str = r#"
+title = "Lab 1: copy-up creates the parent directory in upper"
+lesson = { file = "07-overlay-filesystems.md", section = "Lab 1：手动挂载 OverlayFS" }
+needs = ["overlay"]
+
+[[step]]
+name = "prepare"
+run = """
+mkdir -p $LAB/{lower,upper,work,merged}/etc
+echo "original content" > $LAB/lower/etc/app.conf
+"""
+
+[[step]]
+name = "mount"
+run = "mount -t overlay overlay -o lowerdir=$LAB/lower,upperdir=$LAB/upper,workdir=$LAB/work $LAB/merged"
+fails = true
+kmsg_contains = "workdir"
+expect = [
+  { path = "upper/etc", kind = "dir", opaque = false },
+  { path = "lower/etc/app.conf", unchanged_since = "prepare", content = "original content\n" },
+]
+snapshot = "upper"
+"#;
+
+fn invalid(text: &str) -> String {
+    match parse_lab(Path::new("labs/x/01-bad.toml"), text) {
+        Ok(_) => "parsed fine".into(),
+        Err(SpecError::Invalid(e)) => format!("{e}\nhelp: {}", e.help.clone().unwrap_or_default()),
+        Err(e) => format!("{e}"),
+    }
+}
+
+#[test]
+fn a_good_lab_parses_into_typed_steps_and_checks() -> Result<(), SpecError> {
+    let lab = parse_lab(Path::new("labs/07/02-lab1-nested-copy-up.toml"), GOOD)?;
+    assert_eq!(lab.id, "lab1-nested-copy-up");
+    assert_eq!(lab.needs, vec![Capability::Overlay]);
+    assert_eq!(lab.steps.len(), 2);
+    assert_eq!(lab.steps[0].run_line, 9);
+    let mount = &lab.steps[1];
+    assert_eq!(mount.exit, ExitExpectation::Failure);
+    assert_eq!(mount.snapshots, vec!["upper".to_owned()]);
+    let facts: Vec<_> = mount
+        .checks
+        .iter()
+        .map(|c| (c.path.as_str(), c.fact.clone(), c.line))
+        .collect();
+    assert_eq!(
+        facts,
+        vec![
+            ("upper/etc", Fact::Kind(labgrade_snap::EntryKind::Dir), 19),
+            ("upper/etc", Fact::Opaque(false), 19),
+            ("lower/etc/app.conf", Fact::UnchangedSince(1), 20),
+            (
+                "lower/etc/app.conf",
+                Fact::Content("original content\n".into()),
+                20
+            ),
+        ]
+    );
+    assert_eq!(lab.end_snapshots, vec!["upper".to_owned()]);
+    Ok(())
+}
+
+#[test]
+fn a_misspelt_field_names_file_line_and_column() {
+    let text = GOOD.replace("content = \"original", "contnet = \"original");
+    insta::assert_snapshot!(invalid(&text), @r#"
+    labs/x/01-bad.toml:23:69: unknown field `contnet`, expected one of `path`, `exists`, `absent`, `kind`, `whiteout`, `opaque`, `content`, `contains`, `size`, `sha256`, `entries`, `xattr`, `no_xattr`, `unchanged_since`
+    help: check the spelling; the lab file format is described in labs/README.md
+    "#);
+}
+
+#[test]
+fn an_unknown_capability_lists_the_known_ones() {
+    let text = GOOD.replace("needs = [\"overlay\"]", "needs = [\"overlay\", \"docker\"]");
+    insta::assert_snapshot!(invalid(&text), @"");
+}
+
+#[test]
+fn unchanged_since_must_name_an_earlier_step() {
+    let text = GOOD.replace(
+        "unchanged_since = \"prepare\"",
+        "unchanged_since = \"mount\"",
+    );
+    insta::assert_snapshot!(invalid(&text), @"");
+}
+
+#[test]
+fn paths_may_not_leave_the_lab() {
+    let text = GOOD.replace("path = \"upper/etc\"", "path = \"../etc\"");
+    insta::assert_snapshot!(invalid(&text), @"");
+}
+
+#[test]
+fn broken_toml_is_an_error_not_a_panic() {
+    insta::assert_snapshot!(invalid("title = \"x\nlesson = 3"), @"");
+    insta::assert_snapshot!(invalid("title = \"x\"\nlesson = { file = \"a\", section = \"b\" }\n"), @"");
+}
+
+#[test]
+fn a_check_that_asserts_nothing_is_refused() {
+    let text = GOOD.replace(
+        "{ path = \"upper/etc\", kind = \"dir\", opaque = false }",
+        "{ path = \"upper/etc\" }",
+    );
+    insta::assert_snapshot!(invalid(&text), @"");
+}

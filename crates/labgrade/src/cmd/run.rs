@@ -1,0 +1,130 @@
+//! `labgrade run`
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use labgrade_guest::{Guest, HostGuest};
+use labgrade_report::{LabReport, RunReport};
+use labgrade_runner::RunOptions;
+
+use crate::exit::{self, CliError};
+
+/// Output formats of a run report.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// For a person at a terminal.
+    Human,
+    /// The report data as JSON (a stable contract).
+    Json,
+    /// JUnit XML, one test case per lab.
+    Junit,
+}
+
+/// Arguments of `labgrade run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Labs to run: ids, lab files or lesson directories (all labs if none).
+    labs_wanted: Vec<String>,
+    /// Where to run: `host` (this machine, private namespaces).
+    #[arg(long, default_value = "host")]
+    guest: String,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Labs run at once (default: the number of CPUs).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// Also print per-lab and per-step wall times (to stderr).
+    #[arg(long)]
+    timings: bool,
+    /// The labs directory (one subdirectory per lesson).
+    #[arg(long, default_value = crate::labs::DEFAULT_LABS_DIR)]
+    labs: PathBuf,
+}
+
+fn guest(name: &str) -> Result<Box<dyn Guest>, CliError> {
+    match name {
+        "host" => {
+            let exe = std::env::current_exe().map_err(|e| {
+                CliError::Usage(format!(
+                    "cannot find the labgrade binary to start the agent: {e}"
+                ))
+            })?;
+            Ok(Box::new(HostGuest::new(exe)))
+        }
+        other => Err(CliError::Usage(format!(
+            "unknown guest `{other}`; available guests: host"
+        ))),
+    }
+}
+
+/// Runs the labs and renders the report; the exit code follows the documented contract.
+pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+    let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
+    let guest = guest(&args.guest)?;
+    let bar = ProgressBar::new(labs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let on_done = |r: &LabReport| {
+        bar.set_message(format!("{} {}", r.status.word(), r.id));
+        bar.inc(1);
+    };
+    let mut options = RunOptions::default();
+    if let Some(j) = args.jobs {
+        options.jobs = j.max(1);
+    }
+    let report = labgrade_runner::run_labs(guest.as_ref(), &labs, options, &on_done)?;
+    bar.finish_and_clear();
+    let text = render(&report, args.format)?;
+    match &args.output {
+        Some(path) => write_atomically(path, &text)?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+        }
+    }
+    if args.timings {
+        eprint!("{}", labgrade_report::render_timings(&report));
+    }
+    Ok(exit::for_run(&report))
+}
+
+fn render(report: &RunReport, format: Format) -> Result<String, CliError> {
+    let fail = |e: String| CliError::Output {
+        path: "stdout".into(),
+        source: std::io::Error::other(e),
+    };
+    Ok(match format {
+        Format::Human => labgrade_report::render_human(report),
+        Format::Json => {
+            labgrade_report::render_json(report).map_err(|e| fail(e.to_string()))? + "\n"
+        }
+        Format::Junit => labgrade_report::render_junit(report).map_err(|e| fail(e.to_string()))?,
+    })
+}
+
+/// Writes to a temporary file beside `path` and renames it over: a reader never sees half a report.
+fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
+    let err = |source| CliError::Output {
+        path: path.display().to_string(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}

@@ -1,0 +1,58 @@
+//! The one place that maps outcomes to exit codes. Graders and CI read these; they are documented
+//! in the README and never change meaning.
+
+use std::process::ExitCode;
+
+/// Every lab passed (skips with a reason are fine).
+pub const PASSED: u8 = 0;
+/// Some step or check failed.
+pub const FAILED: u8 = 1;
+/// The command line or an input file is wrong.
+pub const USAGE: u8 = 2;
+/// The machinery failed (guest would not start, agent died): not the lab's fault.
+pub const INFRASTRUCTURE: u8 = 3;
+
+/// Errors that end a command early, each with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments or a bad lab file.
+    #[error("{0}")]
+    Usage(String),
+    /// A lab file that does not validate (printed with its source snippet).
+    #[error(transparent)]
+    Spec(#[from] labgrade_spec::SpecError),
+    /// The guest failed.
+    #[error(transparent)]
+    Guest(#[from] labgrade_guest::GuestError),
+    /// Writing the output failed.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// The documented exit code of this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Spec(_) => USAGE,
+            CliError::Guest(_) | CliError::Output { .. } => INFRASTRUCTURE,
+        }
+    }
+}
+
+/// Exit code for a finished run: infrastructure trouble outranks failures, failures outrank passes.
+pub fn for_run(report: &labgrade_report::RunReport) -> ExitCode {
+    let t = report.totals();
+    ExitCode::from(if t.errors > 0 {
+        INFRASTRUCTURE
+    } else if t.failed > 0 {
+        FAILED
+    } else {
+        PASSED
+    })
+}

@@ -1,0 +1,70 @@
+//! `labgrade`: verify a lesson's labs on real kernels.
+
+mod cmd;
+mod exit;
+mod labs;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Proves Linux course labs still behave as the course says, on real kernels.
+#[derive(Debug, Parser)]
+#[command(name = "labgrade", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the labs, with what each needs and where in the lesson it comes from.
+    List(cmd::list::ListArgs),
+    /// Run labs on a guest and report each step and check.
+    Run(cmd::run::RunArgs),
+    /// Print the normalised listing of a directory, as lab snapshots record it.
+    Snapshot(cmd::snapshot::SnapshotArgs),
+    /// The in-guest agent (started by labgrade itself; speaks JSON lines on stdin/stdout).
+    #[command(name = "__agent", hide = true)]
+    Agent,
+}
+
+fn main() -> ExitCode {
+    // The agent must enter its namespaces while the process is single-threaded: before anything
+    // else runs.
+    if std::env::args().nth(1).as_deref() == Some("__agent") {
+        let stdin = std::io::stdin().lock();
+        let stdout = std::io::stdout().lock();
+        return match labgrade_agent::serve(stdin, stdout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("labgrade agent: {e}");
+                ExitCode::from(exit::INFRASTRUCTURE)
+            }
+        };
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("LABGRADE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::List(args) => cmd::list::run(&args),
+        Command::Run(args) => cmd::run::run(&args),
+        Command::Snapshot(args) => cmd::snapshot::run(&args),
+        Command::Agent => Err(exit::CliError::Usage(
+            "__agent is started by labgrade itself".into(),
+        )),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e.exit_code();
+            match e {
+                exit::CliError::Spec(spec) => eprintln!("{:?}", miette::Report::new(spec)),
+                other => eprintln!("error: {other}"),
+            }
+            ExitCode::from(code)
+        }
+    }
+}
