@@ -69,16 +69,19 @@ fn a_good_lab_parses_into_typed_steps_and_checks() -> Result<(), SpecError> {
 #[test]
 fn a_misspelt_field_names_file_line_and_column() {
     let text = GOOD.replace("content = \"original", "contnet = \"original");
-    insta::assert_snapshot!(invalid(&text), @r#"
-    labs/x/01-bad.toml:23:69: unknown field `contnet`, expected one of `path`, `exists`, `absent`, `kind`, `whiteout`, `opaque`, `content`, `contains`, `size`, `sha256`, `entries`, `xattr`, `no_xattr`, `unchanged_since`
+    insta::assert_snapshot!(invalid(&text), @"
+    labs/x/01-bad.toml:20:63: unknown field `contnet`, expected one of `path`, `exists`, `absent`, `kind`, `whiteout`, `opaque`, `content`, `contains`, `size`, `sha256`, `entries`, `xattr`, `no_xattr`, `unchanged_since`
     help: check the spelling; the lab file format is described in labs/README.md
-    "#);
+    ");
 }
 
 #[test]
 fn an_unknown_capability_lists_the_known_ones() {
     let text = GOOD.replace("needs = [\"overlay\"]", "needs = [\"overlay\", \"docker\"]");
-    insta::assert_snapshot!(invalid(&text), @"");
+    insta::assert_snapshot!(invalid(&text), @"
+    labs/x/01-bad.toml:4:21: unknown capability `docker`
+    help: known capabilities: `overlay` (overlay mounts work), `trusted-xattr` (trusted.* xattrs can be set (real root)), `metacopy` (overlay accepts metacopy=on), `xfs` (mkfs.xfs works and an XFS image mounts on a loop device), `xfs-v4` (the kernel mounts XFS V4 (crc=0, ftype=0) images)
+    ");
 }
 
 #[test]
@@ -87,19 +90,31 @@ fn unchanged_since_must_name_an_earlier_step() {
         "unchanged_since = \"prepare\"",
         "unchanged_since = \"mount\"",
     );
-    insta::assert_snapshot!(invalid(&text), @"");
+    insta::assert_snapshot!(invalid(&text), @"
+    labs/x/01-bad.toml:20:52: `unchanged_since` must name an earlier step (this is step 2)
+    help: use the number of an earlier step (1-based) or its `name`
+    ");
 }
 
 #[test]
 fn paths_may_not_leave_the_lab() {
     let text = GOOD.replace("path = \"upper/etc\"", "path = \"../etc\"");
-    insta::assert_snapshot!(invalid(&text), @"");
+    insta::assert_snapshot!(invalid(&text), @r#"
+    labs/x/01-bad.toml:19:12: `../etc` leaves $LAB with `..`
+    help: check paths are relative to $LAB, e.g. "upper/etc/app.conf"
+    "#);
 }
 
 #[test]
 fn broken_toml_is_an_error_not_a_panic() {
-    insta::assert_snapshot!(invalid("title = \"x\nlesson = 3"), @"");
-    insta::assert_snapshot!(invalid("title = \"x\"\nlesson = { file = \"a\", section = \"b\" }\n"), @"");
+    insta::assert_snapshot!(invalid("title = \"x\nlesson = 3"), @r#"
+    labs/x/01-bad.toml:1:11: invalid basic string, expected `"`
+    help: this is not valid TOML here
+    "#);
+    insta::assert_snapshot!(invalid("title = \"x\"\nlesson = { file = \"a\", section = \"b\" }\n"), @r#"
+    labs/x/01-bad.toml:1:1: a lab needs at least one [[step]]
+    help: add a [[step]] with `run = "..."`, or `pending = "reason"` if it cannot run yet
+    "#);
 }
 
 #[test]
@@ -108,5 +123,8 @@ fn a_check_that_asserts_nothing_is_refused() {
         "{ path = \"upper/etc\", kind = \"dir\", opaque = false }",
         "{ path = \"upper/etc\" }",
     );
-    insta::assert_snapshot!(invalid(&text), @"");
+    insta::assert_snapshot!(invalid(&text), @"
+    labs/x/01-bad.toml:19:12: the check on `upper/etc` asserts nothing
+    help: add a fact: exists, absent, kind, whiteout, opaque, content, contains, size, sha256, entries, xattr, no_xattr or unchanged_since
+    ");
 }

@@ -1,0 +1,211 @@
+//! The command line as users and other tools meet it: exit codes, formats, errors that point at
+//! the file, and a deliberately broken lab that must fail with a readable diff.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn labgrade(args: &[&str]) -> Output {
+    Command::new(common::exe())
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run labgrade: {e}"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A copy of the quick start whose expected upper content is wrong, in its own lesson dir.
+fn broken_quick_start(dir: &Path) -> std::path::PathBuf {
+    let original = std::fs::read_to_string(
+        common::labs_dir().join("07-overlay-filesystems/01-quick-start.toml"),
+    )
+    .unwrap_or_else(|e| panic!("quick start lab missing: {e}"));
+    let wrong = original.replace(
+        r#"{ path = "upper/config.txt", content = "容器运行时修改的内容\n" }"#,
+        r#"{ path = "upper/config.txt", content = "配置文件原始内容\n" }"#,
+    );
+    assert_ne!(
+        original, wrong,
+        "the quick start lab no longer has the line this test breaks"
+    );
+    let lesson = dir.join("07-overlay-filesystems");
+    std::fs::create_dir_all(&lesson).unwrap_or_else(|e| panic!("{e}"));
+    let path = lesson.join("01-quick-start.toml");
+    std::fs::write(&path, wrong).unwrap_or_else(|e| panic!("{e}"));
+    path
+}
+
+#[test]
+fn a_broken_lab_fails_with_exit_1_and_a_readable_diff() {
+    if !common::is_root() {
+        return common::skip("the quick start's report differs in a user namespace; run as root");
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lab = broken_quick_start(dir.path());
+    let out = labgrade(&["run", lab.to_str().unwrap_or_default()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    // The failing check, with expected, actual and the diff, as a person reads it.
+    let check: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains("✗ upper/config.txt content"))
+        .take(6)
+        .collect();
+    insta::assert_snapshot!(check.join("\n"), @r#"
+    ✗ upper/config.txt content (line 34)
+        expected: "配置文件原始内容\n"
+        actual:   "容器运行时修改的内容\n"
+        diff (- expected, + actual):
+          -配置文件原始内容
+          +容器运行时修改的内容
+    "#);
+    assert!(
+        stdout.contains("==== Start 'quick-start' (FAILED) ===="),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 failed"), "{stdout}");
+}
+
+#[test]
+fn json_carries_ids_statuses_checks_and_durations() {
+    let out = labgrade(&[
+        "run",
+        "quick-start",
+        "lab2-container-layers",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON: {e}"));
+    assert_eq!(v["guest"], "host");
+    assert_eq!(v["labs"][0]["id"], "quick-start");
+    assert_eq!(v["labs"][0]["status"], "pass");
+    assert!(v["labs"][0]["duration_ms"].is_u64());
+    let checks = v["labs"][0]["steps"][3]["checks"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(checks >= 5, "delete step has its checks: {checks}");
+    assert_eq!(
+        v["labs"][0]["steps"][3]["checks"][3]["subject"],
+        "upper/image-file.txt"
+    );
+    assert_eq!(v["labs"][1]["status"], "skip");
+    assert!(
+        v["labs"][1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("pending: "))
+    );
+}
+
+#[test]
+fn junit_has_one_case_per_lab_and_the_skip_reason() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let report = dir.path().join("junit.xml");
+    let out = labgrade(&[
+        "run",
+        "quick-start",
+        "lab2-container-layers",
+        "--format",
+        "junit",
+        "-o",
+        report.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "with -o nothing goes to stdout");
+    let xml = std::fs::read_to_string(&report).unwrap_or_default();
+    assert!(xml.contains(r#"<testcase name="quick-start""#), "{xml}");
+    assert!(
+        xml.contains("<skipped message=\"pending: Lab 2 needs a container engine"),
+        "{xml}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .map(|d| d.count())
+        .into_iter()
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![1],
+        "only the report, no temp file left behind"
+    );
+}
+
+#[test]
+fn a_malformed_lab_is_a_usage_error_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lab = dir.path().join("bad.toml");
+    std::fs::write(&lab, "title = \"t\"\nlesson = { file = \"l.md\", section = \"s\" }\n[[step]]\nrun = \"true\"\nexpect = [{ path = \"upper\", whiteuot = true }]\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = labgrade(&["run", lab.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:5:29: unknown field `whiteuot`", lab.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check the spelling"), "{stderr}");
+}
+
+#[test]
+fn unknown_labs_and_guests_are_usage_errors() {
+    let out = labgrade(&["run", "no-such-lab"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no lab `no-such-lab`"));
+    let out = labgrade(&["run", "--guest", "vagrant:none", "quick-start"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown guest `vagrant:none`"));
+}
+
+#[test]
+fn list_names_every_lab_with_its_needs() {
+    let out = labgrade(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    let labs =
+        std::fs::read_dir(common::labs_dir().join("07-overlay-filesystems")).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "toml"))
+            })
+            .count()
+        });
+    assert_eq!(stdout.lines().count(), labs);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("xfs-ftype0") && l.contains("needs overlay,xfs,xfs-v4")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("lab2-container-layers") && l.contains("pending")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn snapshot_lists_any_directory_like_the_labs_do() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(dir.path().join("etc")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("etc/app.conf"), "modified by container\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = labgrade(&["snapshot", dir.path().to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("etc/app.conf file 0644"), "{stdout}");
+    assert!(
+        stdout.contains("size=22") && stdout.contains("sha256=c09f33ec4f2b4d22"),
+        "{stdout}"
+    );
+    let out = labgrade(&["snapshot", "/no/such/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+}
