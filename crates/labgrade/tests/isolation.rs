@@ -1,0 +1,273 @@
+//! The host guest's promises: a lab's mounts are never in the host's mount table, and nothing is
+//! left behind even when labgrade is killed with SIGKILL mid-lab; without root, labs run in a user
+//! namespace and the report says so.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// pid -> (ppid, cmdline with spaces) for every process.
+fn processes() -> HashMap<i32, (i32, String)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name may hold spaces and parens: the ppid is the 2nd field after the last ')'.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .trim()
+            .to_owned();
+        out.insert(pid, (ppid, cmdline));
+    }
+    out
+}
+
+fn descendants(root: i32) -> Vec<(i32, String)> {
+    let procs = processes();
+    let mut found = vec![root];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for (pid, (ppid, cmd)) in &procs {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+                out.push((*pid, cmd.clone()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn loop_devices_backed_by(tag: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("loop"))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("loop/backing_file"))
+                .is_ok_and(|f| f.contains(tag))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn sigkill_mid_lab_leaves_no_mount_loop_device_or_process() {
+    if !common::is_root() {
+        return common::skip("needs root: the lab attaches a loop device");
+    }
+    if Command::new("mkfs.xfs").arg("-V").output().is_err() {
+        return common::skip("needs mkfs.xfs (xfsprogs) for the loop-mounted XFS part");
+    }
+    let tag = format!("kill-test-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lab = dir.path().join("01-hang.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            r#"title = "mounts, attaches a loop device, then hangs"
+lesson = {{ file = "none.md", section = "none" }}
+needs = ["overlay"]
+[[step]]
+run = """
+mkdir -p $LAB/{{lower,upper,work,merged,xfs}}
+mount -t overlay overlay -o lowerdir=$LAB/lower,upperdir=$LAB/upper,workdir=$LAB/work $LAB/merged
+truncate -s 300M $LAB/{tag}.img
+mkfs.xfs -q $LAB/{tag}.img
+mount -o loop $LAB/{tag}.img $LAB/xfs
+"""
+[[step]]
+run = "sleep 120"
+"#
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(common::exe())
+        .args(["run", lab.to_str().unwrap_or_default()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let labgrade = i32::try_from(child.id()).unwrap_or_default();
+
+    // Mid-lab: the session is asleep with its overlay and XFS mounted.
+    let tree = wait_for(
+        "the lab to reach its sleep",
+        Duration::from_secs(30),
+        || {
+            let d = descendants(labgrade);
+            d.iter().any(|(_, cmd)| cmd == "sleep 120").then_some(d)
+        },
+    );
+    let agents: Vec<i32> = tree
+        .iter()
+        .filter(|(_, c)| c.ends_with("__agent"))
+        .map(|(p, _)| *p)
+        .collect();
+    let agent = *agents
+        .first()
+        .unwrap_or_else(|| panic!("no agent among {tree:?}"));
+    let lab_mounts =
+        std::fs::read_to_string(format!("/proc/{agent}/mountinfo")).unwrap_or_default();
+    assert!(
+        lab_mounts.contains(" - overlay "),
+        "the lab's overlay is mounted in its namespace"
+    );
+    assert!(
+        !loop_devices_backed_by(&tag).is_empty(),
+        "the lab's loop device is attached"
+    );
+    assert!(
+        common::host_overlay_mounts().is_empty(),
+        "during the lab, the host sees no overlay mount"
+    );
+    let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert!(
+        !host_mounts.contains("/tmp/lab/"),
+        "during the lab, the host sees none of its mounts"
+    );
+
+    kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait();
+
+    wait_for(
+        "every process of the lab to die",
+        Duration::from_secs(10),
+        || {
+            let alive: Vec<&(i32, String)> = tree
+                .iter()
+                .filter(|(p, _)| Path::new(&format!("/proc/{p}")).exists())
+                .collect();
+            alive.is_empty().then_some(())
+        },
+    );
+    wait_for("the loop device to detach", Duration::from_secs(10), || {
+        loop_devices_backed_by(&tag).is_empty().then_some(())
+    });
+    assert!(
+        common::host_overlay_mounts().is_empty(),
+        "after SIGKILL, the host sees no overlay mount"
+    );
+}
+
+#[test]
+fn without_root_labs_run_in_a_user_namespace_and_say_so() {
+    if !common::is_root() {
+        return common::skip(
+            "needs root to drop to an unprivileged user (run as that user, the lab tests already cover it)",
+        );
+    }
+    let unprivileged = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let userns_ok = Command::new("setpriv")
+        .args(unprivileged)
+        .args(["unshare", "-Urm", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !userns_ok {
+        return common::skip(
+            "this kernel or setpriv does not let an unprivileged user create a user namespace",
+        );
+    }
+    // Somewhere nobody can read: a copy of the binary and the labs in a world-readable dir.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let world = |p: &Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    world(dir.path(), 0o755);
+    let exe = dir.path().join("labgrade");
+    std::fs::copy(common::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
+    world(&exe, 0o755);
+    let lesson = dir.path().join("labs/07-overlay-filesystems");
+    std::fs::create_dir_all(&lesson).unwrap_or_else(|e| panic!("{e}"));
+    world(&dir.path().join("labs"), 0o755);
+    world(&lesson, 0o755);
+    for f in std::fs::read_dir(common::labs_dir().join("07-overlay-filesystems"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let to = lesson.join(f.file_name());
+        std::fs::copy(f.path(), &to).unwrap_or_else(|e| panic!("{e}"));
+        world(&to, 0o644);
+    }
+    let out = Command::new("setpriv")
+        .args(unprivileged)
+        .arg(&exe)
+        .args(["run", "--format", "json", "--labs"])
+        .arg(dir.path().join("labs"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert!(
+        v["privilege"]
+            .as_str()
+            .is_some_and(|p| p.contains("user namespace")),
+        "{}",
+        v["privilege"]
+    );
+    let labs = v["labs"].as_array().cloned().unwrap_or_default();
+    let status = |id: &str| {
+        labs.iter().find(|l| l["id"] == id).map(|l| {
+            (
+                l["status"].as_str().unwrap_or("").to_owned(),
+                l["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+    };
+    assert_eq!(status("quick-start").map(|s| s.0), Some("pass".to_owned()));
+    let (delete_status, delete_reason) = status("delete-path").unwrap_or_default();
+    assert_eq!(delete_status, "skip");
+    assert!(
+        delete_reason.contains("needs trusted-xattr"),
+        "{delete_reason}"
+    );
+    assert!(
+        labs.iter()
+            .all(|l| l["status"] == "pass" || l["status"] == "skip"),
+        "{v:#}"
+    );
+    assert!(common::host_overlay_mounts().is_empty());
+}
