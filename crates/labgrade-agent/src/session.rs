@@ -222,10 +222,10 @@ fn parse_status(line: &str, outcome: &mut StepOutcome) {
     let mut words = line.split_whitespace().skip(1);
     outcome.exit_code = words.next().and_then(|w| w.parse().ok());
     for w in words {
-        if let Some((l, c)) = w.split_once(':') {
-            if let (Ok(line), Ok(code)) = (l.parse(), c.parse()) {
-                outcome.failed.push(FailedCommand { line, code });
-            }
+        if let Some((l, c)) = w.split_once(':')
+            && let (Ok(line), Ok(code)) = (l.parse(), c.parse())
+        {
+            outcome.failed.push(FailedCommand { line, code });
         }
     }
 }

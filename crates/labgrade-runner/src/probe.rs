@@ -20,12 +20,11 @@ impl ProbedCapabilities {
     pub fn missing(&self, needs: &[Capability]) -> Option<String> {
         let missing: Vec<String> = needs
             .iter()
-            .map(|cap| match self.results.iter().find(|r| r.cap == *cap) {
+            .filter_map(|cap| match self.results.iter().find(|r| r.cap == *cap) {
                 Some(r) if r.available => None,
                 Some(r) => Some(format!("needs {cap} ({}): {}", cap.meaning(), r.detail)),
                 None => Some(format!("needs {cap} ({}): not probed", cap.meaning())),
             })
-            .flatten()
             .collect();
         (!missing.is_empty()).then(|| missing.join("; "))
     }

@@ -48,7 +48,7 @@ pub struct InvalidLab {
 }
 
 impl InvalidLab {
-    pub(crate) fn new(
+    pub(crate) fn error(
         file: &str,
         text: &str,
         span: Range<usize>,

@@ -113,7 +113,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Lab>, SpecError> {
     for lab in &labs {
         if let Some(other) = seen.insert(lab.id.clone(), lab.path.clone()) {
             let text = std::fs::read_to_string(&lab.path).unwrap_or_default();
-            return Err(InvalidLab::new(
+            return Err(InvalidLab::error(
                 &lab.path.display().to_string(),
                 &text,
                 0..0,
@@ -148,7 +148,7 @@ pub fn lab_id(path: &Path) -> String {
 pub fn parse_lab(path: &Path, text: &str) -> Result<Lab, SpecError> {
     let file = path.display().to_string();
     let err = |span: std::ops::Range<usize>, msg: String, help: Option<String>| {
-        InvalidLab::new(&file, text, span, msg, help)
+        InvalidLab::error(&file, text, span, msg, help)
     };
     let raw: RawLab = toml::from_str(text).map_err(|e| {
         let msg = e.message().trim().to_owned();
@@ -201,14 +201,14 @@ pub fn parse_lab(path: &Path, text: &str) -> Result<Lab, SpecError> {
                 Some("give the step its shell text: run = \"...\"".into()),
             ));
         };
-        if let Some(name) = &raw_step.name {
-            if names.insert(name.clone(), number).is_some() {
-                return Err(err(
-                    step_span,
-                    format!("two steps are named `{name}`"),
-                    Some("step names must be unique within a lab".into()),
-                ));
-            }
+        if let Some(name) = &raw_step.name
+            && names.insert(name.clone(), number).is_some()
+        {
+            return Err(err(
+                step_span,
+                format!("two steps are named `{name}`"),
+                Some("step names must be unique within a lab".into()),
+            ));
         }
         let exit = match (raw_step.fails, raw_step.exit) {
             (Some(_), Some(_)) => {
