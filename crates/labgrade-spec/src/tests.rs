@@ -54,12 +54,12 @@ fn a_good_lab_parses_into_typed_steps_and_checks() -> Result<(), SpecError> {
         vec![
             ("upper/etc", Fact::Kind(labgrade_snap::EntryKind::Dir), 19),
             ("upper/etc", Fact::Opaque(false), 19),
-            ("lower/etc/app.conf", Fact::UnchangedSince(1), 20),
             (
                 "lower/etc/app.conf",
                 Fact::Content("original content\n".into()),
                 20
             ),
+            ("lower/etc/app.conf", Fact::UnchangedSince(1), 20),
         ]
     );
     assert_eq!(lab.end_snapshots, vec!["upper".to_owned()]);
