@@ -145,12 +145,23 @@ fn check_line(out: &mut String, c: &CheckReport) {
     };
     let at = c.line.map(|l| format!(" (line {l})")).unwrap_or_default();
     match c.status {
-        CheckStatus::Pass => {
+        // The fact already says what was expected: the actual value is the evidence.
+        CheckStatus::Pass if c.expected == c.actual || c.expected == c.fact => {
             let _ = writeln!(
                 out,
                 "       {mark} {} {}: {}{at}",
                 c.subject,
                 c.fact,
+                one_line(&c.actual)
+            );
+        }
+        CheckStatus::Pass => {
+            let _ = writeln!(
+                out,
+                "       {mark} {} {}: expected {}, actual {}{at}",
+                c.subject,
+                c.fact,
+                one_line(&c.expected),
                 one_line(&c.actual)
             );
         }

@@ -117,7 +117,7 @@ pub struct StepReport {
     pub run: String,
     /// Exit code of its last command (`None`: killed, timed out, or the session ended).
     pub exit_code: Option<i32>,
-    /// `line:code` of each command that failed.
+    /// Each command that failed, as `file line N: exit C` (N is a line of the lab file).
     pub failed_commands: Vec<String>,
     /// Standard output.
     pub stdout: String,

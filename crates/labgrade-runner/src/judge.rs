@@ -305,7 +305,7 @@ pub fn judge_output(
                 "kmsg",
                 format!("contains {want:?}"),
                 pass_if(outcome.kmsg.iter().any(|l| l.contains(want.as_str()))),
-                format!("a kernel line containing {want:?}"),
+                format!("contains {want:?}"),
                 if outcome.kmsg.is_empty() {
                     "no kernel messages".to_owned()
                 } else {
