@@ -85,6 +85,7 @@ impl Guest for HostGuest {
             Box::new(BufReader::new(stdout)),
             Box::new(stdin),
             log,
+            Arc::default(),
             Box::new(ChildGuard(child)),
         )
     }

@@ -31,6 +31,16 @@ pub enum GuestError {
         #[source]
         source: std::io::Error,
     },
+    /// A virtual machine did not boot (or died); the console's last lines say why.
+    #[error("the guest {guest} failed: {message}\n---- last console lines ----\n{console}\n----")]
+    Boot {
+        /// The guest, e.g. `qemu:debian:6.1`.
+        guest: String,
+        /// What went wrong.
+        message: String,
+        /// The last lines the guest's console printed.
+        console: String,
+    },
     /// The agent said it could not set up, or died; its last words are kept.
     #[error("the labgrade agent failed: {message}{}", stderr_tail(.stderr))]
     Agent {

@@ -1,6 +1,7 @@
 //! A live agent session, over whatever transport the backend gives it.
 
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use labgrade_agent::proto::{Hello, Request, Response};
@@ -14,6 +15,7 @@ pub struct AgentSession {
     writer: Box<dyn Write + Send>,
     stderr: Arc<Mutex<String>>,
     hello: Hello,
+    ended_cleanly: Arc<AtomicBool>,
     // Dropped last: the process (or VM) the session runs in.
     _guard: Box<dyn Send>,
 }
@@ -27,11 +29,14 @@ impl std::fmt::Debug for AgentSession {
 }
 
 impl AgentSession {
-    /// Wraps a transport and waits for the agent's hello.
+    /// Wraps a transport and waits for the agent's hello. `ended_cleanly` is set once the agent
+    /// has answered `Shutdown`: a backend that reuses its transport (a VM's serial port) may
+    /// hand it to the next session only then.
     pub fn establish(
         reader: Box<dyn BufRead + Send>,
         writer: Box<dyn Write + Send>,
         stderr: Arc<Mutex<String>>,
+        ended_cleanly: Arc<AtomicBool>,
         guard: Box<dyn Send>,
     ) -> Result<AgentSession, GuestError> {
         let mut session = AgentSession {
@@ -43,6 +48,7 @@ impl AgentSession {
                 privilege: labgrade_agent::proto::Privilege::Root,
                 kmsg_unavailable: None,
             },
+            ended_cleanly,
             _guard: guard,
         };
         match session.receive()? {
@@ -73,6 +79,10 @@ impl AgentSession {
         }
         match self.receive()? {
             Response::Error { message } => Err(self.agent_error(message)),
+            Response::Bye => {
+                self.ended_cleanly.store(true, Ordering::SeqCst);
+                Ok(Response::Bye)
+            }
             r => Ok(r),
         }
     }

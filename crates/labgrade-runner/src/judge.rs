@@ -149,7 +149,7 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
             xattr_names(entry).unwrap_or(shown),
             None,
         ),
-        Fact::UnchangedSince(step) => {
+        Fact::UnchangedSince(_) => {
             let before = baseline
                 .map(describe)
                 .unwrap_or_else(|| "not recorded".into());
@@ -159,12 +159,7 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
                 _ => false,
             };
             let diff = (!same).then(|| line_diff(&before, &shown));
-            (
-                pass_if(same),
-                format!("as after step {step}: {before}"),
-                shown,
-                diff,
-            )
+            (pass_if(same), before, shown, diff)
         }
     }
 }

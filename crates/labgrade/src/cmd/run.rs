@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// Where to run: `host` (this machine, private namespaces).
     #[arg(long, default_value = "host")]
     guest: String,
+    /// For qemu guests: kvm, tcg, or auto (kvm where it can run stock kernels).
+    #[arg(long, default_value = "auto")]
+    accel: String,
     /// Report format.
     #[arg(long, value_enum, default_value = "human")]
     format: Format,
@@ -48,26 +51,50 @@ pub struct RunArgs {
     labs: PathBuf,
 }
 
-fn guest(name: &str) -> Result<Box<dyn Guest>, CliError> {
-    match name {
-        "host" => {
-            let exe = std::env::current_exe().map_err(|e| {
-                CliError::Usage(format!(
-                    "cannot find the labgrade binary to start the agent: {e}"
-                ))
-            })?;
-            Ok(Box::new(HostGuest::new(exe)))
-        }
-        other => Err(CliError::Usage(format!(
-            "unknown guest `{other}`; available guests: host"
-        ))),
+fn guest(name: &str, accel: &str, jobs: usize) -> Result<Box<dyn Guest>, CliError> {
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::Usage(format!(
+            "cannot find the labgrade binary to start the agent: {e}"
+        ))
+    })?;
+    if name == "host" {
+        return Ok(Box::new(HostGuest::new(exe)));
     }
+    if let Some(kernel) = name.strip_prefix("qemu:") {
+        let parts: Vec<&str> = kernel.splitn(3, ':').collect();
+        let [_, vmlinuz, modules] = parts[..] else {
+            return Err(CliError::Usage(format!("unknown kernel `{kernel}`")));
+        };
+        let modules = std::path::PathBuf::from(modules);
+        let release = modules
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let boot = labgrade_qemu::BootKernel {
+            name: kernel.to_owned(),
+            release,
+            vmlinuz: vmlinuz.into(),
+            modules_dir: modules,
+        };
+        let cache = std::env::temp_dir().join("labgrade-cache");
+        let mut config = labgrade_qemu::QemuConfig::new(boot, exe, cache);
+        config.accel = accel.parse().map_err(CliError::Usage)?;
+        config.sessions = jobs;
+        return Ok(Box::new(labgrade_qemu::QemuGuest::new(config)));
+    }
+    Err(CliError::Usage(format!(
+        "unknown guest `{name}`; available guests: host, qemu:KERNEL"
+    )))
 }
 
 /// Runs the labs and renders the report; the exit code follows the documented contract.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
-    let guest = guest(&args.guest)?;
+    let mut options = RunOptions::default();
+    if let Some(j) = args.jobs {
+        options.jobs = j.max(1);
+    }
+    let guest = guest(&args.guest, &args.accel, options.jobs)?;
     let bar = ProgressBar::new(labs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
@@ -77,10 +104,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         bar.set_message(format!("{} {}", r.status.word(), r.id));
         bar.inc(1);
     };
-    let mut options = RunOptions::default();
-    if let Some(j) = args.jobs {
-        options.jobs = j.max(1);
-    }
     let report = labgrade_runner::run_labs(guest.as_ref(), &labs, options, &on_done)?;
     bar.finish_and_clear();
     let text = render(&report, args.format)?;

@@ -1,0 +1,212 @@
+//! The initramfs labgrade boots every kernel with: a static busybox, the kernel's own modules for
+//! virtio, 9p, overlay, loop, XFS and ext4, and an init that mounts the host root read-only over
+//! 9p and starts one labgrade agent per virtio-serial port, restarting it after each session.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::BootKernel;
+use crate::cpio::CpioWriter;
+use crate::modules::{ModuleError, ModuleIndex};
+
+/// Modules the guest cannot work without: the console ports and the 9p root.
+const ESSENTIAL: &[&str] = &["virtio_pci", "virtio_console", "9pnet_virtio", "9p"];
+/// Modules labs use, loaded where the kernel has them. crc32c has no hard `depends=` edge from
+/// xfs/ext4 (it is requested at run time, and the guest has no modprobe), so it is listed.
+const FOR_LABS: &[&str] = &[
+    "overlay",
+    "loop",
+    "crc32c_generic",
+    "crc32c_intel",
+    "xfs",
+    "ext4",
+    "virtio_blk",
+];
+
+/// Kernel command-line word carrying the agent's path (inside the shared host root).
+pub(crate) const AGENT_PARAM: &str = "labgrade.agent";
+
+const INIT: &str = r#"#!/bin/busybox sh
+# labgrade guest init: modules, the host root read-only over 9p, one agent per virtio-serial port.
+B=/bin/busybox
+$B mount -t proc proc /proc
+$B mount -t sysfs sysfs /sys
+$B mount -t devtmpfs devtmpfs /dev
+while read -r m; do
+  $B insmod "/lib/modules/$m" || echo "labgrade-init: insmod $m failed"
+done < /lib/modules/order
+AGENT=
+for word in $($B cat /proc/cmdline); do
+  case "$word" in labgrade.agent=*) AGENT="${word#labgrade.agent=}" ;; esac
+done
+if ! $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose root /newroot; then
+  echo "labgrade-init: FAILED to mount the host root over 9p"
+  $B poweroff -f
+fi
+$B mount -t proc proc /newroot/proc
+$B mount -t sysfs sysfs /newroot/sys
+$B mount -t devtmpfs devtmpfs /newroot/dev
+$B mount -t tmpfs tmpfs /newroot/tmp
+$B mount -t tmpfs tmpfs /newroot/run
+started=0
+for p in /sys/class/virtio-ports/*; do
+  name=
+  tries=0
+  while [ -z "$name" ] && [ $tries -lt 100 ]; do
+    name=$($B cat "$p/name" 2>/dev/null)
+    [ -n "$name" ] || $B usleep 20000
+    tries=$((tries + 1))
+  done
+  case "$name" in
+    labgrade.*)
+      dev=/dev/${p##*/}
+      ( while :; do $B chroot /newroot "$AGENT" __agent <>"$dev" >&0 2>/dev/console; done ) &
+      started=$((started + 1))
+      ;;
+  esac
+done
+echo "labgrade-init: ready, $started agent ports"
+wait
+$B poweroff -f
+"#;
+
+/// Why the initramfs could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum InitramfsError {
+    /// No static busybox on the host.
+    #[error("no static busybox found ({0}); install it: apt-get install busybox-static")]
+    Busybox(String),
+    /// Modules could not be gathered.
+    #[error(transparent)]
+    Modules(#[from] ModuleError),
+    /// The cache could not be written.
+    #[error("cannot write the initramfs to {path}: {source}")]
+    Write {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A static busybox: `busybox-static` installs it as /bin/busybox; a dynamically linked one
+/// cannot run in an initramfs without a libc.
+fn static_busybox() -> Result<Vec<u8>, InitramfsError> {
+    for candidate in ["/bin/busybox", "/usr/bin/busybox"] {
+        let Ok(bytes) = fs::read(candidate) else {
+            continue;
+        };
+        if has_interpreter(&bytes) {
+            return Err(InitramfsError::Busybox(format!(
+                "{candidate} is dynamically linked"
+            )));
+        }
+        return Ok(bytes);
+    }
+    Err(InitramfsError::Busybox("/bin/busybox is missing".into()))
+}
+
+/// The initramfs for `kernel`, built once and kept in `cache_dir` (written atomically).
+pub fn initramfs_for(kernel: &BootKernel, cache_dir: &Path) -> Result<PathBuf, InitramfsError> {
+    let busybox = static_busybox()?;
+    let mut key = fnv1a(INIT.as_bytes());
+    key ^= fnv1a(&busybox).rotate_left(1);
+    key ^= fnv1a(kernel.modules_dir.to_string_lossy().as_bytes()).rotate_left(2);
+    if let Ok(meta) = fs::metadata(&kernel.modules_dir) {
+        key ^= (meta.mtime() as u64).rotate_left(3);
+    }
+    let path = cache_dir.join(format!("initramfs-{}-{key:016x}.cpio", kernel.release));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let bytes = build(kernel, &busybox)?;
+    let write_err = |source| InitramfsError::Write {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(cache_dir).map_err(write_err)?;
+    let tmp = cache_dir.join(format!(
+        ".initramfs-{}.{}.tmp",
+        kernel.release,
+        std::process::id()
+    ));
+    fs::write(&tmp, &bytes).map_err(write_err)?;
+    fs::rename(&tmp, &path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        write_err(e)
+    })?;
+    Ok(path)
+}
+
+fn build(kernel: &BootKernel, busybox: &[u8]) -> Result<Vec<u8>, InitramfsError> {
+    let index = ModuleIndex::scan(&kernel.modules_dir)?;
+    let mut wanted: Vec<&str> = ESSENTIAL.to_vec();
+    wanted.extend(FOR_LABS.iter().copied().filter(|m| index.has(m)));
+    let modules = index.closure(&wanted)?;
+
+    let mut cpio = CpioWriter::default();
+    for dir in ["bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"] {
+        cpio.dir(dir, 0o755);
+    }
+    cpio.file("bin/busybox", 0o755, busybox);
+    cpio.symlink("bin/sh", "busybox");
+    let mut order = String::new();
+    for (i, (name, bytes)) in modules.iter().enumerate() {
+        let file = format!("{i:02}-{name}");
+        cpio.file(&format!("lib/modules/{file}"), 0o644, bytes);
+        let _ = writeln!(order, "{file}");
+    }
+    cpio.file("lib/modules/order", 0o644, order.as_bytes());
+    cpio.file("init", 0o755, INIT.as_bytes());
+    Ok(cpio.finish())
+}
+
+/// Does this ELF64 file ask for a dynamic loader (a `PT_INTERP` program header)?
+fn has_interpreter(elf: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8).map_or(0, |b| {
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        })
+    };
+    if elf.get(..4) != Some(b"\x7fELF") {
+        return true; // not an ELF file: certainly not a static binary we can run
+    }
+    let phoff = usize::try_from(u64_at(0x20)).unwrap_or(usize::MAX);
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| u32_at(phoff.saturating_add(i * size)) == PT_INTERP)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_interpreter;
+
+    #[test]
+    fn a_dynamic_binary_has_an_interpreter_and_static_busybox_has_none() -> std::io::Result<()> {
+        assert!(has_interpreter(&std::fs::read("/bin/sh")?));
+        match std::fs::read("/bin/busybox") {
+            Ok(b) if b.len() > 1_500_000 => {
+                assert!(!has_interpreter(&b), "busybox-static is static")
+            }
+            _ => eprintln!("SKIPPED the static half: busybox-static is not installed"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,267 @@
+//! The `qemu:<kernel>` guest.
+//!
+//! One VM per guest, booted on first use: the kernel under test boots directly (no bootloader, no
+//! disk image) with an initramfs labgrade builds from the kernel's own modules; the host root is
+//! shared read-only over 9p, so the guest runs this very labgrade binary as its agent, and bash,
+//! mount, mkfs.xfs and the rest from the host. Each virtio-serial port carries one agent session
+//! at a time; the guest restarts the agent after each, so every lab gets fresh namespaces and a
+//! fresh `$LAB` while the VM boots only once.
+
+mod accel;
+mod cpio;
+mod initramfs;
+mod modules;
+mod vm;
+
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use labgrade_guest::{AgentSession, Guest, GuestError};
+
+pub use accel::Accel;
+pub use initramfs::{InitramfsError, initramfs_for};
+pub use modules::ModuleError;
+
+/// The kernel to boot: an unpacked vmlinuz and its modules directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootKernel {
+    /// How the user named it, e.g. `debian:6.1`; the guest is called `qemu:<name>`.
+    pub name: String,
+    /// Its `uname -r`.
+    pub release: String,
+    /// The kernel image.
+    pub vmlinuz: PathBuf,
+    /// `lib/modules/<release>` of that kernel.
+    pub modules_dir: PathBuf,
+}
+
+/// How to run the VM.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    /// What to boot.
+    pub kernel: BootKernel,
+    /// The labgrade binary the guest runs as its agent (a host path, visible through 9p).
+    pub agent_exe: PathBuf,
+    /// KVM, TCG, or probe.
+    pub accel: Accel,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB (labs keep their files on tmpfs).
+    pub memory_mib: u32,
+    /// Agent sessions that can run at once (one virtio-serial port each).
+    pub sessions: usize,
+    /// Where built initramfs images are kept.
+    pub cache_dir: PathBuf,
+    /// Longest wait from starting QEMU to the first agent's hello.
+    pub boot_timeout: Duration,
+}
+
+impl QemuConfig {
+    /// Defaults for a kernel: 2 sessions, 2 vCPUs, 2 GiB, a 120 s boot limit.
+    pub fn new(kernel: BootKernel, agent_exe: PathBuf, cache_dir: PathBuf) -> QemuConfig {
+        QemuConfig {
+            kernel,
+            agent_exe,
+            accel: Accel::Auto,
+            cpus: 2,
+            memory_mib: 2048,
+            sessions: 2,
+            cache_dir,
+            boot_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Longest wait for any one agent reply once booted (a step may take up to its own timeout).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+enum State {
+    NotBooted,
+    Running(Running),
+    Failed(String),
+}
+
+#[derive(Debug)]
+struct Running {
+    vm: vm::Vm,
+    free: Vec<usize>,
+    dead: usize,
+    /// Ports whose agent has said hello once: later hellos come fast.
+    greeted: Vec<bool>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// A QEMU VM running one kernel; labs run in it one session (fresh namespaces) each.
+#[derive(Debug)]
+pub struct QemuGuest {
+    config: QemuConfig,
+    shared: Arc<Shared>,
+    /// Which accelerator was chosen, and why.
+    pub accel_choice: (Accel, String),
+}
+
+impl QemuGuest {
+    /// Prepares the guest; nothing boots until the first session.
+    pub fn new(config: QemuConfig) -> QemuGuest {
+        let accel_choice = config.accel.resolve();
+        QemuGuest {
+            config,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::NotBooted),
+                changed: Condvar::new(),
+            }),
+            accel_choice,
+        }
+    }
+
+    fn boot(&self) -> Result<Running, String> {
+        let k = &self.config.kernel;
+        let initramfs = initramfs_for(k, &self.config.cache_dir).map_err(|e| e.to_string())?;
+        let append = format!(
+            "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init i8042.noaux i8042.nokbd {}={}",
+            initramfs::AGENT_PARAM,
+            self.config.agent_exe.display()
+        );
+        let spec = vm::VmSpec {
+            vmlinuz: k.vmlinuz.clone(),
+            initramfs,
+            append,
+            accel: self.accel_choice.0,
+            memory_mib: self.config.memory_mib,
+            cpus: self.config.cpus,
+            ports: self.config.sessions.max(1),
+        };
+        let vm = vm::Vm::start(&spec).map_err(|e| {
+            format!("cannot start qemu-system-x86_64: {e} (install qemu-system-x86)")
+        })?;
+        let n = vm.ports.len();
+        Ok(Running {
+            vm,
+            free: (0..n).rev().collect(),
+            dead: 0,
+            greeted: vec![false; n],
+        })
+    }
+
+    fn boot_error(&self, message: String, console: String) -> GuestError {
+        GuestError::Boot {
+            guest: self.name(),
+            message,
+            console,
+        }
+    }
+}
+
+/// Returns a port to the pool when its session ended cleanly; retires it otherwise.
+struct PortLease {
+    shared: Arc<Shared>,
+    index: usize,
+    ended_cleanly: Arc<AtomicBool>,
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.shared.state.lock() {
+            if let State::Running(r) = &mut *state {
+                if self.ended_cleanly.load(Ordering::SeqCst) {
+                    r.free.push(self.index);
+                } else {
+                    r.dead += 1;
+                }
+            }
+        }
+        self.shared.changed.notify_all();
+    }
+}
+
+impl Guest for QemuGuest {
+    fn name(&self) -> String {
+        format!("qemu:{}", self.config.kernel.name)
+    }
+
+    fn start_session(&self) -> Result<AgentSession, GuestError> {
+        let poisoned = || GuestError::Agent {
+            message: "the guest's state lock is poisoned".into(),
+            stderr: String::new(),
+        };
+        let mut state = self.shared.state.lock().map_err(|_| poisoned())?;
+        if matches!(*state, State::NotBooted) {
+            *state = match self.boot() {
+                Ok(r) => State::Running(r),
+                Err(e) => State::Failed(e),
+            };
+        }
+        let (index, first, stream, console) = loop {
+            match &mut *state {
+                State::Failed(e) => return Err(self.boot_error(e.clone(), String::new())),
+                State::NotBooted => return Err(poisoned()),
+                State::Running(r) => {
+                    if let Some(i) = r.free.pop() {
+                        let stream = r.vm.ports[i]
+                            .try_clone()
+                            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
+                        let first = !r.greeted[i];
+                        r.greeted[i] = true;
+                        break (i, first, stream, Arc::clone(&r.vm.console));
+                    }
+                    if r.dead == r.vm.ports.len() {
+                        let tail = r.vm.console.lock().map(|c| c.tail()).unwrap_or_default();
+                        return Err(self
+                            .boot_error("every agent port of the guest has failed".into(), tail));
+                    }
+                }
+            }
+            state = self.shared.changed.wait(state).map_err(|_| poisoned())?;
+        };
+        drop(state);
+
+        let wait = if first {
+            self.config.boot_timeout
+        } else {
+            REPLY_TIMEOUT
+        };
+        let _ = stream.set_read_timeout(Some(wait));
+        let writer = stream
+            .try_clone()
+            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
+        let ended_cleanly = Arc::new(AtomicBool::new(false));
+        let lease = PortLease {
+            shared: Arc::clone(&self.shared),
+            index,
+            ended_cleanly: Arc::clone(&ended_cleanly),
+        };
+        let timeouts = stream
+            .try_clone()
+            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
+        let session = AgentSession::establish(
+            Box::new(BufReader::new(stream)),
+            Box::new(writer),
+            Arc::default(),
+            ended_cleanly,
+            Box::new(lease),
+        )
+        .map_err(|e| {
+            let tail = console.lock().map(|c| c.tail()).unwrap_or_default();
+            let what = if first {
+                format!(
+                    "no agent answered within {:?} of starting the VM: {e}",
+                    wait
+                )
+            } else {
+                format!("the agent did not restart: {e}")
+            };
+            self.boot_error(what, tail)
+        })?;
+        let _ = timeouts.set_read_timeout(Some(REPLY_TIMEOUT));
+        Ok(session)
+    }
+}

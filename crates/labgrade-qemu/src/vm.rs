@@ -1,0 +1,220 @@
+//! One QEMU process: direct kernel boot, the host root read-only over 9p, a serial console
+//! captured for error reports, and N virtio-serial ports, each a socketpair whose other end QEMU
+//! inherits (no socket files, nothing left on disk).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::Accel;
+
+/// What to boot and how.
+#[derive(Debug, Clone)]
+pub(crate) struct VmSpec {
+    pub(crate) vmlinuz: PathBuf,
+    pub(crate) initramfs: PathBuf,
+    pub(crate) append: String,
+    pub(crate) accel: Accel,
+    pub(crate) memory_mib: u32,
+    pub(crate) cpus: u32,
+    pub(crate) ports: usize,
+}
+
+/// The last lines the guest's serial console printed.
+#[derive(Debug, Default)]
+pub(crate) struct Console {
+    lines: VecDeque<String>,
+}
+
+impl Console {
+    const KEEP: usize = 60;
+
+    fn push(&mut self, line: String) {
+        if self.lines.len() == Self::KEEP {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    pub(crate) fn tail(&self) -> String {
+        self.lines.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// A running VM. Dropping it kills QEMU (by its pid, through the thread that started it) and
+/// waits for it.
+#[derive(Debug)]
+pub(crate) struct Vm {
+    pub(crate) ports: Vec<UnixStream>,
+    pub(crate) console: Arc<Mutex<Console>>,
+    stop: Option<mpsc::Sender<()>>,
+    keeper: Option<JoinHandle<()>>,
+}
+
+impl Vm {
+    /// Starts QEMU. Returns once the process runs; the guest boots in the background.
+    pub(crate) fn start(spec: &VmSpec) -> std::io::Result<Vm> {
+        let mut ours = Vec::new();
+        let mut theirs: Vec<OwnedFd> = Vec::new();
+        for _ in 0..spec.ports {
+            let (a, b) = UnixStream::pair()?;
+            ours.push(a);
+            theirs.push(OwnedFd::from(b));
+        }
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(qemu_args(spec))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let raw: Vec<i32> = theirs.iter().map(AsRawFd::as_raw_fd).collect();
+        // SAFETY: only async-signal-safe calls (prctl, dup2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                for (i, fd) in raw.iter().enumerate() {
+                    let target = 3 + i32::try_from(i).unwrap_or(0);
+                    if libc::dup2(*fd, target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let console = Arc::new(Mutex::new(Console::default()));
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<std::io::Result<()>>();
+        let sink = Arc::clone(&console);
+        // The keeper thread starts QEMU and outlives every session: QEMU's parent-death signal
+        // fires when the *thread* that forked it exits.
+        let keeper = std::thread::spawn(move || {
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+            };
+            drop(theirs);
+            tracing::debug!(pid = child.id(), "started qemu");
+            for pipe in [
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let sink = Arc::clone(&sink);
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines() {
+                        let Ok(line) = line else { break };
+                        tracing::trace!(target: "labgrade::console", "{line}");
+                        if let Ok(mut c) = sink.lock() {
+                            c.push(line.trim_end_matches('\r').to_owned());
+                        }
+                    }
+                });
+            }
+            let _ = started_tx.send(Ok(()));
+            loop {
+                match stop_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            if let Ok(mut c) = sink.lock() {
+                                c.push(format!("[qemu exited: {status}]"));
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        });
+        match started_rx.recv() {
+            Ok(Ok(())) => Ok(Vm {
+                ports: ours,
+                console,
+                stop: Some(stop_tx),
+                keeper: Some(keeper),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("the qemu keeper thread died")),
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+    }
+}
+
+fn qemu_args(spec: &VmSpec) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ]);
+    match spec.accel {
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg | Accel::Auto => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    }
+    let mem = spec.memory_mib.to_string();
+    let cpus = spec.cpus.to_string();
+    push(&["-m", &mem, "-smp", &cpus]);
+    let kernel = spec.vmlinuz.display().to_string();
+    let initrd = spec.initramfs.display().to_string();
+    push(&[
+        "-kernel",
+        &kernel,
+        "-initrd",
+        &initrd,
+        "-append",
+        &spec.append,
+    ]);
+    push(&[
+        "-chardev",
+        "stdio,id=console,signal=off",
+        "-serial",
+        "chardev:console",
+    ]);
+    push(&[
+        "-fsdev",
+        "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device",
+        "virtio-9p-pci,fsdev=root,mount_tag=root",
+    ]);
+    push(&["-device", "virtio-serial-pci,id=ports"]);
+    for i in 0..spec.ports {
+        let chardev = format!("socket,id=port{i},fd={}", 3 + i);
+        let device = format!("virtserialport,bus=ports.0,chardev=port{i},name=labgrade.{i}");
+        push(&["-chardev", &chardev, "-device", &device]);
+    }
+    a
+}
