@@ -5,12 +5,12 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use labgrade_snap::{Entry, EntryKind, SnapError};
+use labgrade_snap::{DigestCache, Entry, EntryKind, SnapError};
 
 use crate::proto::{PathFacts, TEXT_LIMIT};
 
 /// Reads one path relative to `lab`.
-pub(crate) fn inspect(lab: &Path, rel: &str) -> PathFacts {
+pub(crate) fn inspect(lab: &Path, rel: &str, digests: &mut DigestCache) -> PathFacts {
     let full = lab.join(rel);
     let mut facts = PathFacts {
         path: rel.to_owned(),
@@ -19,7 +19,7 @@ pub(crate) fn inspect(lab: &Path, rel: &str) -> PathFacts {
         children: None,
         error: None,
     };
-    match Entry::read(&full, rel) {
+    match Entry::read_cached(&full, rel, digests) {
         Ok(entry) => {
             if entry.kind == EntryKind::File && entry.size.is_some_and(|s| s <= TEXT_LIMIT) {
                 match fs::read(&full) {

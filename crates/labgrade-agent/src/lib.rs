@@ -17,7 +17,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use labgrade_snap::TreeSnapshot;
+use labgrade_snap::{DigestCache, TreeSnapshot};
 
 pub use namespaces::{NamespaceError, enter_private_namespaces};
 use proto::{Hello, Request, Response};
@@ -63,6 +63,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
     std::fs::create_dir_all(&lab)?;
     std::fs::create_dir_all(&ctl)?;
     let mut kmsg = kmsg::KernelLog::open();
+    let mut digests = DigestCache::default();
     let mut session = match session::ShellSession::start(&lab, &ctl) {
         Ok(s) => s,
         Err(e) => {
@@ -118,10 +119,14 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                 &mut kmsg,
             )),
             Request::Inspect { paths } => Response::Inspected {
-                facts: paths.iter().map(|p| facts::inspect(&lab, p)).collect(),
+                facts: paths
+                    .iter()
+                    .map(|p| facts::inspect(&lab, p, &mut digests))
+                    .collect(),
             },
             Request::Snapshot { dir } => Response::Snapshotted {
-                tree: TreeSnapshot::take(&Path::new(&lab).join(&dir)).map_err(|e| e.to_string()),
+                tree: TreeSnapshot::take_cached(&Path::new(&lab).join(&dir), &mut digests)
+                    .map_err(|e| e.to_string()),
             },
             Request::Shutdown => {
                 session.kill();

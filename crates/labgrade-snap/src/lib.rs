@@ -205,6 +205,16 @@ impl Entry {
     /// Reads one path without following a final symlink. `name` is what the entry is called in
     /// the output (a path relative to some root).
     pub fn read(path: &Path, name: &str) -> Result<Entry, SnapError> {
+        Entry::read_cached(path, name, &mut DigestCache::default())
+    }
+
+    /// Like [`Entry::read`], but a file whose identity and times have not changed since `cache`
+    /// last hashed it is not read again (a 50 MiB layer file is otherwise hashed at every check).
+    pub fn read_cached(
+        path: &Path,
+        name: &str,
+        cache: &mut DigestCache,
+    ) -> Result<Entry, SnapError> {
         let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
         let kind = EntryKind::of(meta.file_type());
         let rdev = matches!(kind, EntryKind::Char | EntryKind::Block).then(|| {
@@ -223,7 +233,7 @@ impl Entry {
             None
         };
         let sha256 = if kind == EntryKind::File {
-            Some(sha256_file(path)?)
+            Some(cache.digest(path, &meta)?)
         } else {
             None
         };
@@ -265,6 +275,33 @@ impl Entry {
             let _ = write!(line, " sha256={}", &digest[..digest.len().min(16)]);
         }
         line
+    }
+}
+
+/// Digests already computed, keyed by what changes whenever content can have changed: device,
+/// inode, size, and modification and change times to the nanosecond.
+#[derive(Debug, Default)]
+pub struct DigestCache {
+    known: std::collections::HashMap<(u64, u64, u64, i64, i64, i64, i64), String>,
+}
+
+impl DigestCache {
+    fn digest(&mut self, path: &Path, meta: &fs::Metadata) -> Result<String, SnapError> {
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        );
+        if let Some(d) = self.known.get(&key) {
+            return Ok(d.clone());
+        }
+        let d = sha256_file(path)?;
+        self.known.insert(key, d.clone());
+        Ok(d)
     }
 }
 
@@ -333,9 +370,14 @@ pub struct TreeSnapshot {
 impl TreeSnapshot {
     /// Walks `root` without following symlinks or crossing into other filesystems' mounts.
     pub fn take(root: &Path) -> Result<TreeSnapshot, SnapError> {
+        TreeSnapshot::take_cached(root, &mut DigestCache::default())
+    }
+
+    /// Like [`TreeSnapshot::take`], reusing digests from `cache`.
+    pub fn take_cached(root: &Path, cache: &mut DigestCache) -> Result<TreeSnapshot, SnapError> {
         let mut entries = Vec::new();
         let root_dev = fs::symlink_metadata(root).map_err(io_err(root))?.dev();
-        walk(root, ".", root_dev, &mut entries)?;
+        walk(root, ".", root_dev, cache, &mut entries)?;
         Ok(TreeSnapshot { entries })
     }
 
@@ -355,8 +397,14 @@ impl TreeSnapshot {
     }
 }
 
-fn walk(dir: &Path, name: &str, root_dev: u64, out: &mut Vec<Entry>) -> Result<(), SnapError> {
-    let entry = Entry::read(dir, name)?;
+fn walk(
+    dir: &Path,
+    name: &str,
+    root_dev: u64,
+    cache: &mut DigestCache,
+    out: &mut Vec<Entry>,
+) -> Result<(), SnapError> {
+    let entry = Entry::read_cached(dir, name, cache)?;
     let is_dir = entry.kind == EntryKind::Dir;
     out.push(entry);
     if !is_dir {
@@ -378,10 +426,10 @@ fn walk(dir: &Path, name: &str, root_dev: u64, out: &mut Vec<Entry>) -> Result<(
         let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
         if meta.is_dir() && meta.dev() != root_dev {
             // A mount point inside the tree (a volume, say): record it, do not descend.
-            out.push(Entry::read(&path, &child_name)?);
+            out.push(Entry::read_cached(&path, &child_name, cache)?);
             continue;
         }
-        walk(&path, &child_name, root_dev, out)?;
+        walk(&path, &child_name, root_dev, cache, out)?;
     }
     Ok(())
 }
@@ -457,6 +505,21 @@ mod tests {
             XattrValue::normalise("metacopy", b"\x00\x01"),
             XattrValue::Redacted { len: 2 }
         );
+    }
+
+    #[test]
+    fn the_digest_cache_never_serves_a_stale_digest() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let f = dir.path().join("f");
+        fs::write(&f, "aaaa")?;
+        let mut cache = DigestCache::default();
+        let first = Entry::read_cached(&f, "f", &mut cache)?;
+        assert_eq!(Entry::read_cached(&f, "f", &mut cache)?, first);
+        // Same size, new content: the change time moves, so the digest is computed again.
+        fs::write(&f, "bbbb")?;
+        let second = Entry::read_cached(&f, "f", &mut cache)?;
+        assert_eq!(second.sha256.as_deref(), Some(sha256_bytes(b"bbbb").as_str()));
+        Ok(())
     }
 
     #[test]

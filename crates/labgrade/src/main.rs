@@ -22,6 +22,8 @@ enum Command {
     List(cmd::list::ListArgs),
     /// Run labs on a guest and report each step and check.
     Run(cmd::run::RunArgs),
+    /// Run one command in a fresh guest session and exit with its exit code.
+    Exec(cmd::exec::ExecArgs),
     /// Print the normalised listing of a directory, as lab snapshots record it.
     Snapshot(cmd::snapshot::SnapshotArgs),
     /// The in-guest agent (started by labgrade itself; speaks JSON lines on stdin/stdout).
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::List(args) => cmd::list::run(&args),
         Command::Run(args) => cmd::run::run(&args),
         Command::Snapshot(args) => cmd::snapshot::run(&args),
+        Command::Exec(args) => cmd::exec::run(&args),
         Command::Agent => Err(exit::CliError::Usage(
             "__agent is started by labgrade itself".into(),
         )),

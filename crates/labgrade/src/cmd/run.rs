@@ -51,7 +51,8 @@ pub struct RunArgs {
     labs: PathBuf,
 }
 
-fn guest(name: &str, accel: &str, jobs: usize) -> Result<Box<dyn Guest>, CliError> {
+/// The guest named on the command line: `host`, or `qemu:KERNEL`.
+pub fn guest(name: &str, accel: &str, jobs: usize) -> Result<Box<dyn Guest>, CliError> {
     let exe = std::env::current_exe().map_err(|e| {
         CliError::Usage(format!(
             "cannot find the labgrade binary to start the agent: {e}"

@@ -1,0 +1,87 @@
+//! `labgrade exec --guest G -- CMD...`: one command in a fresh guest session. The quick way to
+//! poke a kernel, and what the boot benchmark times.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Args;
+use labgrade_agent::proto::{Request, Response};
+
+use crate::exit::CliError;
+
+/// Arguments of `labgrade exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Where to run: `host` or `qemu:KERNEL`.
+    #[arg(long, default_value = "host")]
+    guest: String,
+    /// For qemu guests: kvm, tcg, or auto.
+    #[arg(long, default_value = "auto")]
+    accel: String,
+    /// Seconds the command may run.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Quotes one word for `sh`.
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs the command, prints its stdout and stderr, and exits with its exit code.
+pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
+    let guest = crate::cmd::run::guest(&args.guest, &args.accel, 1)?;
+    let mut session = guest.start_session()?;
+    let script = args
+        .command
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let response = session.request(&Request::Run {
+        step: 1,
+        script,
+        timeout_ms: args.timeout.saturating_mul(1000),
+    })?;
+    let _ = session.request(&Request::Shutdown);
+    let Response::Ran(outcome) = response else {
+        return Err(CliError::Usage(format!(
+            "unexpected reply from the agent: {response:?}"
+        )));
+    };
+    let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+    if outcome.timed_out {
+        eprintln!("labgrade exec: timed out after {} s", args.timeout);
+        return Ok(ExitCode::from(124));
+    }
+    Ok(ExitCode::from(
+        outcome
+            .exit_code
+            .map_or(255, |c| u8::try_from(c).unwrap_or(255)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn words_are_quoted_for_sh() {
+        assert_eq!(shell_quote("uname"), "uname");
+        assert_eq!(shell_quote("-r"), "-r");
+        assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
