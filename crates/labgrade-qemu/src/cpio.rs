@@ -47,7 +47,7 @@ impl CpioWriter {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -72,7 +72,7 @@ mod tests {
         w.symlink("bin/sh", "busybox");
         let bytes = w.finish();
         assert_eq!(&bytes[..6], b"070701");
-        assert_eq!(bytes.len() % 4, 0);
+        assert!(bytes.len().is_multiple_of(4));
         // Cross-check with an independent reader where one is installed.
         let dir = tempfile::tempdir()?;
         let archive = dir.path().join("a.cpio");

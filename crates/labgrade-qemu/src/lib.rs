@@ -170,13 +170,13 @@ struct PortLease {
 
 impl Drop for PortLease {
     fn drop(&mut self) {
-        if let Ok(mut state) = self.shared.state.lock() {
-            if let State::Running(r) = &mut *state {
-                if self.ended_cleanly.load(Ordering::SeqCst) {
-                    r.free.push(self.index);
-                } else {
-                    r.dead += 1;
-                }
+        if let Ok(mut state) = self.shared.state.lock()
+            && let State::Running(r) = &mut *state
+        {
+            if self.ended_cleanly.load(Ordering::SeqCst) {
+                r.free.push(self.index);
+            } else {
+                r.dead += 1;
             }
         }
         self.shared.changed.notify_all();

@@ -6,10 +6,14 @@
 
 mod human;
 mod junit;
+mod matrix;
 mod model;
 
 pub use human::{render_human, render_timings};
 pub use junit::render_junit;
+pub use matrix::{
+    Difference, MatrixColumn, MatrixReport, render_matrix_human, render_matrix_markdown,
+};
 pub use model::{
     CheckReport, CheckStatus, LabReport, LabStatus, RunReport, SnapshotReport, StepReport, Totals,
 };

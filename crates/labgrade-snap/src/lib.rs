@@ -282,8 +282,12 @@ impl Entry {
 /// inode, size, and modification and change times to the nanosecond.
 #[derive(Debug, Default)]
 pub struct DigestCache {
-    known: std::collections::HashMap<(u64, u64, u64, i64, i64, i64, i64), String>,
+    known: std::collections::HashMap<FileVersion, String>,
 }
+
+/// Device, inode, size, mtime (s, ns) and ctime (s, ns): a file whose content can have changed
+/// has a different version.
+type FileVersion = (u64, u64, u64, i64, i64, i64, i64);
 
 impl DigestCache {
     fn digest(&mut self, path: &Path, meta: &fs::Metadata) -> Result<String, SnapError> {
@@ -518,7 +522,10 @@ mod tests {
         // Same size, new content: the change time moves, so the digest is computed again.
         fs::write(&f, "bbbb")?;
         let second = Entry::read_cached(&f, "f", &mut cache)?;
-        assert_eq!(second.sha256.as_deref(), Some(sha256_bytes(b"bbbb").as_str()));
+        assert_eq!(
+            second.sha256.as_deref(),
+            Some(sha256_bytes(b"bbbb").as_str())
+        );
         Ok(())
     }
 

@@ -24,6 +24,9 @@ pub enum CliError {
     /// The guest failed.
     #[error(transparent)]
     Guest(#[from] labgrade_guest::GuestError),
+    /// A kernel could not be had: a bad selector (usage) or the archive, network or disk failed.
+    #[error(transparent)]
+    Kernel(#[from] labgrade_kernel::KernelError),
     /// Writing the output failed.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -40,9 +43,16 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Spec(_) => USAGE,
+            CliError::Kernel(e) if e.is_usage() => USAGE,
+            CliError::Kernel(_) => INFRASTRUCTURE,
             CliError::Guest(_) | CliError::Output { .. } => INFRASTRUCTURE,
         }
     }
+}
+
+/// Maps a kernel error to its exit code's variant.
+pub fn kernel_error(e: labgrade_kernel::KernelError) -> CliError {
+    CliError::Kernel(e)
 }
 
 /// Exit code for a finished run: infrastructure trouble outranks failures, failures outrank passes.

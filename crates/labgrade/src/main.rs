@@ -2,6 +2,7 @@
 
 mod cmd;
 mod exit;
+mod guests;
 mod labs;
 
 use std::process::ExitCode;
@@ -22,6 +23,10 @@ enum Command {
     List(cmd::list::ListArgs),
     /// Run labs on a guest and report each step and check.
     Run(cmd::run::RunArgs),
+    /// Run labs on several kernels side by side and show what differs.
+    Matrix(cmd::matrix::MatrixArgs),
+    /// Fetch kernels into the cache, or list the cached ones.
+    Kernel(cmd::kernel::KernelArgs),
     /// Run one command in a fresh guest session and exit with its exit code.
     Exec(cmd::exec::ExecArgs),
     /// Print the normalised listing of a directory, as lab snapshots record it.
@@ -55,6 +60,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&args),
         Command::Snapshot(args) => cmd::snapshot::run(&args),
         Command::Exec(args) => cmd::exec::run(&args),
+        Command::Matrix(args) => cmd::matrix::run(&args),
+        Command::Kernel(args) => cmd::kernel::run(&args),
         Command::Agent => Err(exit::CliError::Usage(
             "__agent is started by labgrade itself".into(),
         )),

@@ -41,7 +41,15 @@ fn shell_quote(word: &str) -> String {
 
 /// Runs the command, prints its stdout and stderr, and exits with its exit code.
 pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
-    let guest = crate::cmd::run::guest(&args.guest, &args.accel, 1)?;
+    let guest = crate::guests::resolve(
+        &args.guest,
+        &crate::guests::GuestOptions {
+            accel: args.accel.clone(),
+            sessions: 1,
+            mirror: None,
+        },
+    )?
+    .guest;
     let mut session = guest.start_session()?;
     let script = args
         .command

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod exec;
+pub mod kernel;
 pub mod list;
+pub mod matrix;
 pub mod run;
 pub mod snapshot;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use labgrade_guest::{Guest, HostGuest};
 use labgrade_report::{LabReport, RunReport};
 use labgrade_runner::RunOptions;
 
@@ -28,7 +27,8 @@ pub enum Format {
 pub struct RunArgs {
     /// Labs to run: ids, lab files or lesson directories (all labs if none).
     labs_wanted: Vec<String>,
-    /// Where to run: `host` (this machine, private namespaces).
+    /// Where to run: `host` (this machine, private namespaces) or `qemu:KERNEL` (e.g.
+    /// `qemu:debian:6.1`; the kernel is fetched into the cache on first use).
     #[arg(long, default_value = "host")]
     guest: String,
     /// For qemu guests: kvm, tcg, or auto (kvm where it can run stock kernels).
@@ -51,43 +51,6 @@ pub struct RunArgs {
     labs: PathBuf,
 }
 
-/// The guest named on the command line: `host`, or `qemu:KERNEL`.
-pub fn guest(name: &str, accel: &str, jobs: usize) -> Result<Box<dyn Guest>, CliError> {
-    let exe = std::env::current_exe().map_err(|e| {
-        CliError::Usage(format!(
-            "cannot find the labgrade binary to start the agent: {e}"
-        ))
-    })?;
-    if name == "host" {
-        return Ok(Box::new(HostGuest::new(exe)));
-    }
-    if let Some(kernel) = name.strip_prefix("qemu:") {
-        let parts: Vec<&str> = kernel.splitn(3, ':').collect();
-        let [_, vmlinuz, modules] = parts[..] else {
-            return Err(CliError::Usage(format!("unknown kernel `{kernel}`")));
-        };
-        let modules = std::path::PathBuf::from(modules);
-        let release = modules
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let boot = labgrade_qemu::BootKernel {
-            name: kernel.to_owned(),
-            release,
-            vmlinuz: vmlinuz.into(),
-            modules_dir: modules,
-        };
-        let cache = std::env::temp_dir().join("labgrade-cache");
-        let mut config = labgrade_qemu::QemuConfig::new(boot, exe, cache);
-        config.accel = accel.parse().map_err(CliError::Usage)?;
-        config.sessions = jobs;
-        return Ok(Box::new(labgrade_qemu::QemuGuest::new(config)));
-    }
-    Err(CliError::Usage(format!(
-        "unknown guest `{name}`; available guests: host, qemu:KERNEL"
-    )))
-}
-
 /// Runs the labs and renders the report; the exit code follows the documented contract.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
@@ -95,7 +58,15 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     if let Some(j) = args.jobs {
         options.jobs = j.max(1);
     }
-    let guest = guest(&args.guest, &args.accel, options.jobs)?;
+    let guest = crate::guests::resolve(
+        &args.guest,
+        &crate::guests::GuestOptions {
+            accel: args.accel.clone(),
+            sessions: options.jobs,
+            mirror: None,
+        },
+    )?
+    .guest;
     let bar = ProgressBar::new(labs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg}")
@@ -121,7 +92,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     Ok(exit::for_run(&report))
 }
 
-fn render(report: &RunReport, format: Format) -> Result<String, CliError> {
+pub(crate) fn render(report: &RunReport, format: Format) -> Result<String, CliError> {
     let fail = |e: String| CliError::Output {
         path: "stdout".into(),
         source: std::io::Error::other(e),
@@ -136,7 +107,7 @@ fn render(report: &RunReport, format: Format) -> Result<String, CliError> {
 }
 
 /// Writes to a temporary file beside `path` and renames it over: a reader never sees half a report.
-fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
     let err = |source| CliError::Output {
         path: path.display().to_string(),
         source,

@@ -1,0 +1,197 @@
+//! `labgrade matrix`: the same labs on several kernels at once, a table of results, and every
+//! snapshot entry and kernel message that differs between them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use labgrade_report::{LabReport, LabStatus, MatrixColumn, MatrixReport};
+use labgrade_runner::RunOptions;
+
+use crate::exit::{self, CliError};
+use crate::guests::{GuestOptions, ResolvedGuest};
+
+/// Output formats of a matrix.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MatrixFormat {
+    /// For a person at a terminal.
+    Human,
+    /// The matrix as data.
+    Json,
+    /// A page a course maintainer can publish.
+    Markdown,
+}
+
+/// Arguments of `labgrade matrix`.
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// Labs to run (ids, lab files or lesson dirs; all if none).
+    labs_wanted: Vec<String>,
+    /// Kernels, comma-separated, e.g. debian:5.10,debian:6.1,debian:6.12,debian:7.
+    #[arg(long, value_delimiter = ',', required = true)]
+    kernels: Vec<String>,
+    /// Also run on the host guest, as one more column.
+    #[arg(long)]
+    host: bool,
+    /// Guests running at once (default: the number of CPUs).
+    #[arg(long, short)]
+    jobs: Option<usize>,
+    /// kvm, tcg, or auto.
+    #[arg(long, default_value = "auto")]
+    accel: String,
+    /// Mirror for kernel downloads (default: the machine's configured Debian mirror).
+    #[arg(long)]
+    mirror: Option<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: MatrixFormat,
+    /// Write the report here (atomically) instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// The labs directory.
+    #[arg(long, default_value = crate::labs::DEFAULT_LABS_DIR)]
+    labs: PathBuf,
+}
+
+/// Runs every lab on every guest, guests in parallel up to `--jobs`.
+pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
+    let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| RunOptions::default().jobs)
+        .max(1);
+    let mut names: Vec<String> = args
+        .kernels
+        .iter()
+        .map(|k| format!("qemu:{}", k.trim()))
+        .collect();
+    if args.host {
+        names.push("host".into());
+    }
+    // Kernels are fetched first, one after another: a cached kernel costs nothing.
+    let options = GuestOptions {
+        accel: args.accel.clone(),
+        sessions: 1,
+        mirror: args.mirror.clone(),
+    };
+    let mut guests: Vec<(String, Result<ResolvedGuest, String>)> = Vec::new();
+    for name in &names {
+        eprintln!("labgrade matrix: preparing {name}");
+        let resolved = crate::guests::resolve(name, &options);
+        if let Err(e @ CliError::Usage(_)) = &resolved {
+            return Err(CliError::Usage(e.to_string()));
+        }
+        guests.push((name.clone(), resolved.map_err(|e| e.to_string())));
+    }
+
+    let bar = ProgressBar::new((labs.len() * guests.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicUsize::new(0);
+    let columns: Mutex<Vec<Option<MatrixColumn>>> = Mutex::new(vec![None; guests.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(guests.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((name, resolved)) = guests.get(i) else {
+                        break;
+                    };
+                    let column = match resolved {
+                        Err(e) => MatrixColumn {
+                            guest: name.clone(),
+                            kernel_release: None,
+                            run: None,
+                            error: Some(e.clone()),
+                        },
+                        Ok(g) => {
+                            let on_done = |r: &LabReport| {
+                                bar.set_message(format!("{name}: {} {}", r.status.word(), r.id));
+                                bar.inc(1);
+                            };
+                            match labgrade_runner::run_labs(
+                                g.guest.as_ref(),
+                                &labs,
+                                RunOptions { jobs: 1 },
+                                &on_done,
+                            ) {
+                                Ok(run) => MatrixColumn {
+                                    guest: name.clone(),
+                                    kernel_release: g.kernel_release.clone(),
+                                    run: Some(run),
+                                    error: None,
+                                },
+                                Err(e) => MatrixColumn {
+                                    guest: name.clone(),
+                                    kernel_release: g.kernel_release.clone(),
+                                    run: None,
+                                    error: Some(e.to_string()),
+                                },
+                            }
+                        }
+                    };
+                    if let Ok(mut c) = columns.lock() {
+                        c[i] = Some(column);
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    drop(guests); // stops every VM
+    let report = MatrixReport {
+        columns: columns
+            .into_inner()
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect(),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    let text = match args.format {
+        MatrixFormat::Human => labgrade_report::render_matrix_human(&report),
+        MatrixFormat::Markdown => labgrade_report::render_matrix_markdown(&report),
+        MatrixFormat::Json => {
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Output {
+                path: "stdout".into(),
+                source: std::io::Error::other(e),
+            })? + "\n"
+        }
+    };
+    match &args.output {
+        Some(path) => crate::cmd::run::write_atomically(path, &text)?,
+        None => print!("{text}"),
+    }
+    eprintln!(
+        "labgrade matrix: {} guests x {} labs in {:.1} s",
+        report.columns.len(),
+        labs.len(),
+        report.duration_ms as f64 / 1000.0
+    );
+    Ok(exit_code(&report))
+}
+
+fn exit_code(m: &MatrixReport) -> ExitCode {
+    let statuses: Vec<LabStatus> = m
+        .columns
+        .iter()
+        .filter_map(|c| c.run.as_ref())
+        .flat_map(|r| r.labs.iter().map(|l| l.status))
+        .collect();
+    ExitCode::from(
+        if m.columns.iter().any(|c| c.error.is_some()) || statuses.contains(&LabStatus::Error) {
+            exit::INFRASTRUCTURE
+        } else if statuses.contains(&LabStatus::Fail) {
+            exit::FAILED
+        } else {
+            exit::PASSED
+        },
+    )
+}

@@ -1,0 +1,81 @@
+//! Turning a `--guest` name into a guest: `host`, or `qemu:KERNEL` with KERNEL any kernel source
+//! (`debian:6.1`, `local:VMLINUZ:MODULES`, `deb:PATH`), fetched into the cache if needed.
+
+use std::str::FromStr;
+
+use labgrade_guest::{Guest, HostGuest};
+use labgrade_kernel::{FetchOptions, KernelCache, KernelSource};
+use labgrade_qemu::{BootKernel, QemuConfig, QemuGuest};
+
+use crate::exit::CliError;
+
+/// How qemu guests are built, from the command line.
+#[derive(Debug, Clone)]
+pub struct GuestOptions {
+    /// `auto`, `kvm` or `tcg`.
+    pub accel: String,
+    /// Sessions (labs at once) inside one VM, and its vCPUs.
+    pub sessions: usize,
+    /// Mirror for kernel downloads, if not the machine's own.
+    pub mirror: Option<String>,
+}
+
+/// A guest ready to run labs, and the kernel release it runs (for reports).
+#[derive(Debug)]
+pub struct ResolvedGuest {
+    /// The guest.
+    pub guest: Box<dyn Guest>,
+    /// `uname -r` of its kernel, where labgrade chose the kernel.
+    pub kernel_release: Option<String>,
+}
+
+/// Builds the guest `name`; a qemu kernel is fetched (or found in the cache) first.
+pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliError> {
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::Usage(format!(
+            "cannot find the labgrade binary to start the agent: {e}"
+        ))
+    })?;
+    if name == "host" {
+        return Ok(ResolvedGuest {
+            guest: Box::new(HostGuest::new(exe)),
+            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_owned()),
+        });
+    }
+    let Some(kernel) = name.strip_prefix("qemu:") else {
+        return Err(CliError::Usage(format!(
+            "unknown guest `{name}`; guests are `host` and `qemu:KERNEL` (e.g. qemu:debian:6.1)"
+        )));
+    };
+    let source = KernelSource::from_str(kernel).map_err(|e| CliError::Usage(e.to_string()))?;
+    let cache = KernelCache::default_location();
+    let fetched = cache
+        .fetch(
+            &source,
+            &FetchOptions {
+                mirror: options.mirror.clone(),
+                offline: false,
+            },
+        )
+        .map_err(crate::exit::kernel_error)?;
+    let boot = BootKernel {
+        name: kernel.to_owned(),
+        release: fetched.release.clone(),
+        vmlinuz: fetched.vmlinuz,
+        modules_dir: fetched.modules_dir,
+    };
+    let initramfs_cache = cache
+        .root()
+        .parent()
+        .map_or_else(|| cache.root().join("initramfs"), |p| p.join("initramfs"));
+    let mut config = QemuConfig::new(boot, exe, initramfs_cache);
+    config.accel = options.accel.parse().map_err(CliError::Usage)?;
+    config.sessions = options.sessions.max(1);
+    config.cpus = u32::try_from(options.sessions.clamp(1, 4)).unwrap_or(1);
+    Ok(ResolvedGuest {
+        guest: Box::new(QemuGuest::new(config)),
+        kernel_release: Some(fetched.release),
+    })
+}
