@@ -98,15 +98,20 @@ impl Apt {
     /// Downloads the suite's package lists (a few seconds, a few MB).
     pub(crate) fn update(&self) -> Result<(), KernelError> {
         let mut cmd = self.command("apt-get");
-        cmd.args(["-q", "update"]);
+        // Without --error-on=any an unreachable mirror is only a warning (exit 0).
+        cmd.args(["-q", "--error-on=any", "update"]);
         let out = spawn(&mut cmd)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() && stderr.contains("does not have a Release file") {
             return Err(KernelError::NotInArchive {
-                what: format!("the suite `{}`", self.suite),
+                what: "a Release file".into(),
                 suite: self.suite.clone(),
                 mirror: self.mirror.clone(),
-                hint: format!("the mirror has no Release file for it:\n{}", stderr.trim()),
+                hint: format!(
+                    "is the suite name right (bullseye, bookworm, trixie, sid, \
+                     bookworm-backports, ...)? apt said:\n{}",
+                    stderr.trim()
+                ),
             });
         }
         check(
@@ -155,8 +160,8 @@ impl Apt {
         run(
             &mut cmd,
             &format!("downloading {} from {}", specs.join(" "), self.mirror),
-            "check the network and the free space under the kernel cache; a retry resumes \
-             nothing but is safe",
+            "check the network and the free space under the kernel cache; fetching again \
+             is safe",
         )?;
         Ok(())
     }

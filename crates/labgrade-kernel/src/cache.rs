@@ -159,16 +159,16 @@ impl KernelCache {
             tracing::debug!(name, release = %kernel.release, "kernel cache hit");
             return Ok(kernel);
         }
+        let suites = debian::suites_for(sel).map_err(|version| KernelError::UnknownVersion {
+            version,
+            known: debian::known_versions(),
+        })?;
         if opts.offline {
             return Err(KernelError::NotCached {
                 name: name.to_owned(),
                 root: self.root.clone(),
             });
         }
-        let suites = debian::suites_for(sel).map_err(|version| KernelError::UnknownVersion {
-            version,
-            known: debian::known_versions(),
-        })?;
         let mirror = match &opts.mirror {
             Some(m) => m.trim().trim_end_matches('/').to_owned(),
             None => mirror::system_mirror()?,
@@ -547,11 +547,28 @@ impl KernelCache {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > STALE_AFTER);
-            if old {
+            if old || owner_is_gone(&name) {
                 tracing::debug!(dir = %entry.path().display(), "removing a stale scratch dir");
-                let _ = std::fs::remove_dir_all(entry.path());
+                let path = entry.path();
+                if path.is_dir() {
+                    let _ = std::fs::remove_dir_all(&path);
+                } else {
+                    let _ = std::fs::remove_file(&path);
+                }
             }
         }
+    }
+}
+
+/// Was the scratch directory `.KIND-RELEASE-PID-N` made by a process that has since died?
+fn owner_is_gone(name: &str) -> bool {
+    let mut fields = name.rsplitn(3, '-');
+    let (Some(_n), Some(pid), Some(_)) = (fields.next(), fields.next(), fields.next()) else {
+        return false;
+    };
+    match pid.parse::<u32>() {
+        Ok(pid) => pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => false,
     }
 }
 
@@ -751,6 +768,13 @@ fn deb_control(path: &Path) -> Result<String, KernelError> {
         &format!("reading the control fields of {}", path.display()),
         "is it a .deb package file?",
     )
+    .map_err(|e| match e {
+        KernelError::Command { stderr, .. } => KernelError::Deb {
+            path: path.to_path_buf(),
+            why: format!("not a package file dpkg-deb can read: {stderr}"),
+        },
+        other => other,
+    })
 }
 
 fn unpack_deb(deb: &Path, into: &Path) -> Result<(), KernelError> {
@@ -1062,6 +1086,22 @@ mod tests {
             .expect_err("missing");
         assert!(e.is_usage());
         assert!(e.to_string().contains("companion packages"), "{e}");
+    }
+
+    #[test]
+    fn scratch_dirs_of_dead_fetches_are_swept() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let cache = KernelCache::new(t.path().to_path_buf());
+        let mine = cache
+            .scratch("tmp-unpack", "6.1.0-50-amd64")
+            .expect("scratch");
+        // No process has pid 4294967295.
+        let dead = t.path().join(".tmp-unpack-6.1.0-50-amd64-4294967295-0");
+        std::fs::create_dir_all(dead.join("boot")).expect("mkdir");
+        cache.sweep_scratch();
+        assert!(mine.path().is_dir());
+        assert!(!dead.exists());
+        assert!(!owner_is_gone(".tmp-index.toml.12"));
     }
 
     #[test]

@@ -101,7 +101,21 @@ pub(crate) fn suites_for(selector: &DebianSelector) -> Result<Vec<String>, Strin
                 .map(|(_, _, suite)| format!("{suite}-backports"))
                 .collect())
         }
-        DebianSelector::Release(r) => by_linux(r).map(|s| vec![s]).ok_or_else(|| r.clone()),
+        DebianSelector::Release(r) => {
+            // `6.12.95+deb12-amd64` is trixie's Linux built for bookworm: bookworm-backports.
+            let built_for = RELEASE_NUMBERS.iter().find_map(|(n, name)| {
+                let tag = format!("+deb{n}-");
+                r.contains(&tag).then_some(*name)
+            });
+            match (by_linux(r), built_for) {
+                (Some(suite), Some(other)) if suite != other && suite != "sid" => {
+                    Ok(vec![format!("{other}-backports"), suite])
+                }
+                (Some(suite), _) => Ok(vec![suite]),
+                (None, Some(other)) => Ok(vec![format!("{other}-backports"), other.to_owned()]),
+                (None, None) => Err(r.clone()),
+            }
+        }
     }
 }
 
@@ -286,6 +300,14 @@ mod tests {
                 "bookworm-backports".to_owned(),
                 "bullseye-backports".to_owned()
             ])
+        );
+        assert_eq!(
+            s(DebianSelector::Release("6.12.117+deb13-amd64".into())),
+            Ok(vec!["trixie".to_owned()])
+        );
+        assert_eq!(
+            s(DebianSelector::Release("6.12.95+deb12-amd64".into())),
+            Ok(vec!["bookworm-backports".to_owned(), "trixie".to_owned()])
         );
         assert!(s(DebianSelector::Release("4.19.0-27-amd64".into())).is_err());
     }

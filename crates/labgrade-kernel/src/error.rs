@@ -21,7 +21,7 @@ pub enum KernelError {
     },
     /// No Debian suite labgrade knows ships the Linux version asked for.
     #[error(
-        "no Debian suite ships Linux {version}; known: {known}; or name a suite \
+        "no single Debian suite ships Linux {version}; known: {known}; or name a suite \
          (debian:bookworm-backports) or an exact package version (debian:6.1.176-1)"
     )]
     UnknownVersion {

@@ -12,6 +12,7 @@ mod cpio;
 mod initramfs;
 mod modules;
 mod vm;
+mod vmlinux;
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -131,8 +132,10 @@ impl QemuGuest {
             initramfs::AGENT_PARAM,
             self.config.agent_exe.display()
         );
+        let kernel_image = vmlinux::vmlinux_for(&k.vmlinuz, &k.release, &self.config.cache_dir)
+            .unwrap_or_else(|| k.vmlinuz.clone());
         let spec = vm::VmSpec {
-            vmlinuz: k.vmlinuz.clone(),
+            vmlinuz: kernel_image,
             initramfs,
             append,
             accel: self.accel_choice.0,

@@ -1,0 +1,138 @@
+//! An uncompressed kernel for PVH boot. QEMU starts an ELF `vmlinux` that carries a PVH entry note
+//! directly in 64-bit mode, skipping the real-mode setup and, above all, the kernel's own
+//! decompression, which under TCG costs seconds (Debian compresses 5.10 and 6.1 with xz). The
+//! payload is taken from the bzImage as the boot protocol describes it and decompressed once on
+//! the host, into the cache.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The vmlinux for `vmlinuz`, cached under `cache_dir`; `None` when the image cannot be unpacked
+/// or lacks a PVH entry (then the bzImage boots as it is).
+pub(crate) fn vmlinux_for(vmlinuz: &Path, release: &str, cache_dir: &Path) -> Option<PathBuf> {
+    let image = fs::read(vmlinuz).ok()?;
+    let key = image.len() as u64 ^ u64::from(crc_like(&image[..image.len().min(1 << 16)]));
+    let path = cache_dir.join(format!("vmlinux-{release}-{key:016x}"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let (tool, payload) = payload(&image)?;
+    let elf = decompress(tool, payload)?;
+    if !has_pvh_note(&elf) {
+        tracing::debug!(%release, "vmlinux has no PVH note; booting the bzImage");
+        return None;
+    }
+    fs::create_dir_all(cache_dir).ok()?;
+    let tmp = cache_dir.join(format!(".vmlinux-{release}.{}.tmp", std::process::id()));
+    fs::write(&tmp, &elf).ok()?;
+    if fs::rename(&tmp, &path).is_err() {
+        let _ = fs::remove_file(&tmp);
+        return None;
+    }
+    Some(path)
+}
+
+fn crc_like(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn le32(b: &[u8], at: usize) -> Option<usize> {
+    let s = b.get(at..at + 4)?;
+    usize::try_from(u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok()
+}
+
+/// The compressed payload of a bzImage (boot protocol 2.08+): after the setup sectors, at
+/// `payload_offset`, `payload_length` bytes long; its compressor told by its magic.
+fn payload(image: &[u8]) -> Option<(&'static str, &[u8])> {
+    if image.get(0x202..0x206) != Some(b"HdrS") {
+        return None;
+    }
+    let setup_sects = usize::from(*image.get(0x1f1)?).max(4);
+    let start = (setup_sects + 1) * 512 + le32(image, 0x248)?;
+    let payload = image.get(start..start + le32(image, 0x24c)?)?;
+    let tool = if payload.starts_with(b"\xfd7zXZ\0") {
+        "xz"
+    } else if payload.starts_with(b"\x28\xb5\x2f\xfd") {
+        "zstd"
+    } else if payload.starts_with(b"\x1f\x8b") {
+        "gzip"
+    } else {
+        return None;
+    };
+    Some((tool, payload))
+}
+
+fn decompress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut child = Command::new(tool)
+        .args(["-d", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take()?;
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        // The payload may carry trailing bytes (the appended size): decompressors stop at the
+        // end of the stream, so a write error here is not a failure.
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().ok()?;
+    let _ = writer.join();
+    (out.stdout.get(..4) == Some(b"\x7fELF")).then_some(out.stdout)
+}
+
+/// Does this ELF64 carry the `Xen` note of type 18 (XEN_ELFNOTE_PHYS32_ENTRY) QEMU boots PVH by?
+fn has_pvh_note(elf: &[u8]) -> bool {
+    const PT_NOTE: usize = 4;
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| {
+                usize::try_from(u64::from_le_bytes([
+                    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                ]))
+                .ok()
+            })
+            .unwrap_or(0)
+    };
+    let (phoff, phsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    for i in 0..phnum {
+        let ph = phoff + i * phsize;
+        if le32(elf, ph) != Some(PT_NOTE) {
+            continue;
+        }
+        let (mut at, end) = (u64_at(ph + 8), u64_at(ph + 8) + u64_at(ph + 32));
+        while at + 12 <= end {
+            let (Some(namesz), Some(descsz), Some(kind)) =
+                (le32(elf, at), le32(elf, at + 4), le32(elf, at + 8))
+            else {
+                break;
+            };
+            let name = elf.get(at + 12..at + 12 + namesz).unwrap_or_default();
+            if kind == 18 && name.starts_with(b"Xen") {
+                return true;
+            }
+            at += 12 + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_a_bzimage_is_left_alone() {
+        assert!(payload(b"not a kernel").is_none());
+        assert!(!has_pvh_note(b"\x7fELF"));
+    }
+}
