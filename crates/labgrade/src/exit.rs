@@ -50,11 +50,6 @@ impl CliError {
     }
 }
 
-/// Maps a kernel error to its exit code's variant.
-pub fn kernel_error(e: labgrade_kernel::KernelError) -> CliError {
-    CliError::Kernel(e)
-}
-
 /// Exit code for a finished run: infrastructure trouble outranks failures, failures outrank passes.
 pub fn for_run(report: &labgrade_report::RunReport) -> ExitCode {
     let t = report.totals();

@@ -51,15 +51,13 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
     };
     let source = KernelSource::from_str(kernel).map_err(|e| CliError::Usage(e.to_string()))?;
     let cache = KernelCache::default_location();
-    let fetched = cache
-        .fetch(
-            &source,
-            &FetchOptions {
-                mirror: options.mirror.clone(),
-                offline: false,
-            },
-        )
-        .map_err(crate::exit::kernel_error)?;
+    let fetched = cache.fetch(
+        &source,
+        &FetchOptions {
+            mirror: options.mirror.clone(),
+            offline: false,
+        },
+    )?;
     let boot = BootKernel {
         name: kernel.to_owned(),
         release: fetched.release.clone(),

@@ -271,3 +271,72 @@ fn without_root_labs_run_in_a_user_namespace_and_say_so() {
     );
     assert!(common::host_overlay_mounts().is_empty());
 }
+
+#[test]
+fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
+    let guest = match common::qemu_guest("debian:6.1", 1) {
+        Ok(g) => g,
+        Err(reason) => return common::skip_or_fail(&reason),
+    };
+    drop(guest);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap_or_else(|e| panic!("{e}"));
+    let lab = dir.path().join("01-hang.toml");
+    std::fs::write(
+        &lab,
+        "title = \"hangs\"\nlesson = { file = \"none.md\", section = \"none\" }\n[[step]]\nrun = \"sleep 600\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(common::exe())
+        .args([
+            "matrix",
+            "--kernels",
+            "debian:6.1",
+            "--accel",
+            "tcg",
+            lab.to_str().unwrap_or_default(),
+        ])
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let labgrade = i32::try_from(child.id()).unwrap_or_default();
+    let qemu = wait_for("qemu to start", Duration::from_secs(60), || {
+        descendants(labgrade)
+            .into_iter()
+            .find(|(_, cmd)| cmd.starts_with("qemu-system-x86_64"))
+            .map(|(p, _)| p)
+    });
+    // Let the guest boot and the lab start sleeping.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        Path::new(&format!("/proc/{qemu}")).exists(),
+        "qemu is still running mid-matrix"
+    );
+    kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait();
+    wait_for("qemu to die with labgrade", Duration::from_secs(10), || {
+        (!Path::new(&format!("/proc/{qemu}")).exists()).then_some(())
+    });
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+    let cache = labgrade_kernel::KernelCache::default_location();
+    let initramfs_dir = cache
+        .root()
+        .parent()
+        .map(|p| p.join("initramfs"))
+        .unwrap_or_default();
+    let partial: Vec<_> = std::fs::read_dir(&initramfs_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(partial.is_empty(), "half-written cache files: {partial:?}");
+}

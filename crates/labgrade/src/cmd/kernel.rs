@@ -99,13 +99,6 @@ fn line(kernel: &Kernel) -> String {
 
 /// Bad selectors, files and versions are usage errors (exit 2); the network, the archive tools
 /// and the disk failing are infrastructure errors (exit 3).
-fn cli_error(cache: &KernelCache, e: KernelError) -> CliError {
-    if e.is_usage() {
-        CliError::Usage(e.to_string())
-    } else {
-        CliError::Output {
-            path: format!("the kernel cache {}", cache.root().display()),
-            source: std::io::Error::other(e.to_string()),
-        }
-    }
+fn cli_error(_cache: &KernelCache, e: KernelError) -> CliError {
+    CliError::Kernel(e)
 }

@@ -51,3 +51,58 @@ pub fn host_overlay_mounts() -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The kernels the qemu tests run on: the matrix.
+pub const KERNELS: [&str; 4] = ["debian:5.10", "debian:6.1", "debian:6.12", "debian:7"];
+
+/// Set by CI (scripts/test-all), which installs QEMU and fetches the kernels: a qemu test may not
+/// skip there.
+pub fn qemu_required() -> bool {
+    std::env::var_os("LABGRADE_REQUIRE_QEMU").is_some()
+}
+
+/// A qemu guest for a cached kernel, or the reason there is none (printed, and fatal in CI).
+pub fn qemu_guest(kernel: &str, sessions: usize) -> Result<labgrade_qemu::QemuGuest, String> {
+    use std::str::FromStr;
+    if std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Err("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into());
+    }
+    let source = labgrade_kernel::KernelSource::from_str(kernel).map_err(|e| e.to_string())?;
+    let cache = labgrade_kernel::KernelCache::default_location();
+    let options = labgrade_kernel::FetchOptions {
+        mirror: None,
+        offline: true,
+    };
+    let k = cache.fetch(&source, &options).map_err(|e| {
+        format!(
+            "{kernel} is not in the kernel cache ({e}); fetch it: labgrade kernel fetch {kernel}"
+        )
+    })?;
+    let boot = labgrade_qemu::BootKernel {
+        name: kernel.to_owned(),
+        release: k.release,
+        vmlinuz: k.vmlinuz,
+        modules_dir: k.modules_dir,
+    };
+    let initramfs = cache
+        .root()
+        .parent()
+        .map_or_else(|| cache.root().join("initramfs"), |p| p.join("initramfs"));
+    let mut config = labgrade_qemu::QemuConfig::new(boot, exe(), initramfs);
+    config.sessions = sessions;
+    config.cpus = 1;
+    Ok(labgrade_qemu::QemuGuest::new(config))
+}
+
+/// Skips (printing why) where QEMU or the kernel is missing; fails instead where CI promised them.
+pub fn skip_or_fail(reason: &str) {
+    assert!(
+        !qemu_required(),
+        "LABGRADE_REQUIRE_QEMU is set but: {reason}"
+    );
+    skip(reason);
+}
