@@ -1,7 +1,14 @@
 //! The initramfs labgrade boots every kernel with: a static busybox, the kernel's own modules for
-//! virtio, 9p, overlay, loop, XFS and ext4, and an init that mounts the host root read-only over
-//! 9p and starts one labgrade agent per virtio-serial port, restarting it after each session.
+//! virtio, 9p and loop, and an init that mounts the host root read-only over 9p and starts one
+//! labgrade agent per virtio-serial port, restarting it after each session.
+//!
+//! The modules labs use (overlay, XFS, ext4, crc32c) are not in the initramfs: unpacking and
+//! linking them at boot costs seconds under TCG (xfs.ko alone is 9 MB on 7.x). They wait,
+//! decompressed, in the host's cache, and the kernel loads them itself on first use through its
+//! usual `request_module` call to modprobe, here a small shim that matches the module's own
+//! `alias=` names (`fs-xfs`, `crypto-crc32c`) and insmods it and its dependencies over 9p.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -13,17 +20,29 @@ use crate::modules::{ModuleError, ModuleIndex};
 
 /// Modules the guest cannot work without: the console ports and the 9p root.
 const ESSENTIAL: &[&str] = &["virtio_pci", "virtio_console", "9pnet_virtio", "9p"];
-/// Modules labs use, loaded where the kernel has them. crc32c has no hard `depends=` edge from
-/// xfs/ext4 (it is requested at run time, and the guest has no modprobe), so it is listed.
-const FOR_LABS: &[&str] = &[
-    "overlay",
-    "loop",
-    "crc32c_generic",
-    "crc32c_intel",
-    "xfs",
-    "ext4",
-    "virtio_blk",
-];
+/// Loaded at boot too: /dev/loop-control exists only once loop is loaded, so opening it cannot
+/// trigger the load.
+const AT_BOOT: &[&str] = &["loop"];
+/// Loaded on first use through the modprobe shim, where the kernel has them as modules.
+/// crc32c is listed because xfs and ext4 ask for it at run time (`crypto-crc32c`), not by
+/// `depends=`.
+const ON_DEMAND: &[&str] = &["overlay", "crc32c_generic", "crc32c_intel", "xfs", "ext4"];
+
+const MODPROBE: &str = r#"#!/bin/busybox sh
+# labgrade's modprobe: the kernel runs `modprobe -q -- NAME`; NAME is one of a module's aliases.
+want=
+for a in "$@"; do case "$a" in -*) ;; *) want=$a ;; esac; done
+dir=/newroot@DIR@
+while read -r pattern mods; do
+  case "$want" in
+    $pattern)
+      for m in $mods; do /bin/busybox insmod "$dir/$m" 2>/dev/null; done
+      exit 0
+      ;;
+  esac
+done < "$dir/aliases"
+exit 1
+"#;
 
 /// Kernel command-line word carrying the agent's path (inside the shared host root).
 pub(crate) const AGENT_PARAM: &str = "labgrade.agent";
@@ -50,6 +69,7 @@ $B mount -t sysfs sysfs /newroot/sys
 $B mount -t devtmpfs devtmpfs /newroot/dev
 $B mount -t tmpfs tmpfs /newroot/tmp
 $B mount -t tmpfs tmpfs /newroot/run
+echo /bin/modprobe > /proc/sys/kernel/modprobe
 started=0
 for p in /sys/class/virtio-ports/*; do
   name=
@@ -122,7 +142,8 @@ pub fn initramfs_for(kernel: &BootKernel, cache_dir: &Path) -> Result<PathBuf, I
     if path.is_file() {
         return Ok(path);
     }
-    let bytes = build(kernel, &busybox)?;
+    let lazy_dir = cache_dir.join(format!("modules-{}-{key:016x}", kernel.release));
+    let bytes = build(kernel, &busybox, &lazy_dir)?;
     let write_err = |source| InitramfsError::Write {
         path: path.clone(),
         source,
@@ -141,11 +162,16 @@ pub fn initramfs_for(kernel: &BootKernel, cache_dir: &Path) -> Result<PathBuf, I
     Ok(path)
 }
 
-fn build(kernel: &BootKernel, busybox: &[u8]) -> Result<Vec<u8>, InitramfsError> {
+fn build(kernel: &BootKernel, busybox: &[u8], lazy_dir: &Path) -> Result<Vec<u8>, InitramfsError> {
     let index = ModuleIndex::scan(&kernel.modules_dir)?;
     let mut wanted: Vec<&str> = ESSENTIAL.to_vec();
-    wanted.extend(FOR_LABS.iter().copied().filter(|m| index.has(m)));
+    wanted.extend(AT_BOOT.iter().copied().filter(|m| index.has(m)));
     let modules = index.closure(&wanted)?;
+    let at_boot: HashSet<String> = modules
+        .iter()
+        .map(|(n, _)| n.trim_end_matches(".ko").to_owned())
+        .collect();
+    write_on_demand(&index, &at_boot, lazy_dir)?;
 
     let mut cpio = CpioWriter::default();
     for dir in ["bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"] {
@@ -161,7 +187,51 @@ fn build(kernel: &BootKernel, busybox: &[u8]) -> Result<Vec<u8>, InitramfsError>
     }
     cpio.file("lib/modules/order", 0o644, order.as_bytes());
     cpio.file("init", 0o755, INIT.as_bytes());
+    let shim = MODPROBE.replace("@DIR@", &lazy_dir.to_string_lossy());
+    cpio.file("bin/modprobe", 0o755, shim.as_bytes());
     Ok(cpio.finish())
+}
+
+/// Decompresses the on-demand modules into `dir` with an `aliases` table: one line per alias,
+/// the modules to insmod for it in order (dependencies first). Written whole, then renamed.
+fn write_on_demand(
+    index: &ModuleIndex,
+    at_boot: &HashSet<String>,
+    dir: &Path,
+) -> Result<(), InitramfsError> {
+    if dir.join("aliases").is_file() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(dir);
+    let tmp = parent.join(format!(".modules.{}.tmp", std::process::id()));
+    let write_err = |source| InitramfsError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).map_err(write_err)?;
+    let mut aliases = String::new();
+    for name in ON_DEMAND.iter().filter(|m| index.has(m)) {
+        let chain = index.closure_after(&[name], at_boot)?;
+        let Some((_, own)) = chain.last() else {
+            continue;
+        }; // built in: nothing to load
+        let files: Vec<&str> = chain.iter().map(|(n, _)| n.as_str()).collect();
+        for (file, bytes) in &chain {
+            fs::write(tmp.join(file), bytes).map_err(write_err)?;
+        }
+        for alias in crate::modules::modinfo_aliases(own)
+            .into_iter()
+            .chain([(*name).to_owned()])
+        {
+            let _ = writeln!(aliases, "{alias} {}", files.join(" "));
+        }
+    }
+    fs::write(tmp.join("aliases"), aliases).map_err(write_err)?;
+    fs::rename(&tmp, dir).map_err(|e| {
+        let _ = fs::remove_dir_all(&tmp);
+        write_err(e)
+    })
 }
 
 /// Does this ELF64 file ask for a dynamic loader (a `PT_INTERP` program header)?

@@ -102,8 +102,17 @@ impl ModuleIndex {
     /// The modules to load for `wanted` (and their dependencies), dependencies first, each as
     /// (file name to use in the initramfs, decompressed bytes). Built-in modules are skipped.
     pub(crate) fn closure(&self, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>, ModuleError> {
+        self.closure_after(wanted, &HashSet::new())
+    }
+
+    /// Like [`ModuleIndex::closure`], leaving out modules in `loaded` (and what they pulled in).
+    pub(crate) fn closure_after(
+        &self,
+        wanted: &[&str],
+        loaded: &HashSet<String>,
+    ) -> Result<Vec<(String, Vec<u8>)>, ModuleError> {
         let mut order = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = loaded.clone();
         for w in wanted {
             self.visit(&normalise(w), &mut seen, &mut order)?;
         }
@@ -171,18 +180,36 @@ fn decompress(path: &Path) -> Result<Vec<u8>, ModuleError> {
 
 /// The `depends=a,b` entry of a module's `.modinfo` section: NUL-separated `key=value` strings.
 pub(crate) fn modinfo_depends(elf: &[u8]) -> Vec<String> {
-    const KEY: &[u8] = b"\0depends=";
-    let Some(at) = elf.windows(KEY.len()).position(|w| w == KEY) else {
-        return Vec::new();
-    };
-    let value = &elf[at + KEY.len()..];
-    let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
-    String::from_utf8_lossy(&value[..end])
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    modinfo_values(elf, "depends")
+        .first()
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every `alias=` of a module (`fs-xfs`, `crypto-crc32c`, ...): the names the kernel asks
+/// modprobe for when it needs the module.
+pub(crate) fn modinfo_aliases(elf: &[u8]) -> Vec<String> {
+    modinfo_values(elf, "alias")
+}
+
+fn modinfo_values(elf: &[u8], key: &str) -> Vec<String> {
+    let needle = format!("\0{key}=");
+    let needle = needle.as_bytes();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = elf[from..].windows(needle.len()).position(|w| w == needle) {
+        let value = &elf[from + at + needle.len()..];
+        let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
+        out.push(String::from_utf8_lossy(&value[..end]).into_owned());
+        from += at + needle.len() + end;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -195,6 +222,8 @@ mod tests {
         assert_eq!(modinfo_depends(elf), vec!["libcrc32c", "crc16"]);
         assert!(modinfo_depends(b"\0depends=\0name=overlay\0").is_empty());
         assert!(modinfo_depends(b"no modinfo here").is_empty());
+        let xfs = b"\0alias=fs-xfs\0depends=libcrc32c\0alias=xfs\0";
+        assert_eq!(modinfo_aliases(xfs), vec!["fs-xfs", "xfs"]);
     }
 
     #[test]
