@@ -60,15 +60,22 @@ AGENT=
 for word in $($B cat /proc/cmdline); do
   case "$word" in labgrade.agent=*) AGENT="${word#labgrade.agent=}" ;; esac
 done
+[ -n "$AGENT" ] || echo "labgrade-init: no labgrade.agent= on the kernel command line"
 if ! $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose root /newroot; then
   echo "labgrade-init: FAILED to mount the host root over 9p"
+  $B poweroff -f
+fi
+if [ ! -x "/newroot$AGENT" ]; then
+  # Power off at once: the host sees QEMU exit and reports this line, instead of waiting out
+  # its boot timeout.
+  echo "labgrade-init: the agent $AGENT is not executable inside the guest"
   $B poweroff -f
 fi
 $B mount -t proc proc /newroot/proc
 $B mount -t sysfs sysfs /newroot/sys
 $B mount -t devtmpfs devtmpfs /newroot/dev
-$B mount -t tmpfs tmpfs /newroot/tmp
-$B mount -t tmpfs tmpfs /newroot/run
+# /tmp and /run stay the host's (read-only): the agent may live there, and each agent puts a
+# private tmpfs on /tmp in its own mount namespace anyway.
 echo /bin/modprobe > /proc/sys/kernel/modprobe
 started=0
 for p in /sys/class/virtio-ports/*; do
@@ -82,7 +89,15 @@ for p in /sys/class/virtio-ports/*; do
   case "$name" in
     labgrade.*)
       dev=/dev/${p##*/}
-      ( while :; do $B chroot /newroot "$AGENT" __agent <>"$dev" >&0 2>/dev/console; done ) &
+      (
+        while :; do
+          $B chroot /newroot "$AGENT" __agent <>"$dev" >&0 2>/dev/console
+          rc=$?
+          # A clean session ends with 0; anything else is worth a line on the console (which
+          # the host shows when a guest fails), and a pause rather than a busy loop.
+          [ $rc -eq 0 ] || { echo "labgrade-init: agent $AGENT exited with $rc"; $B sleep 1; }
+        done
+      ) &
       started=$((started + 1))
       ;;
   esac
@@ -149,11 +164,10 @@ pub fn initramfs_for(kernel: &BootKernel, cache_dir: &Path) -> Result<PathBuf, I
         source,
     };
     fs::create_dir_all(cache_dir).map_err(write_err)?;
-    let tmp = cache_dir.join(format!(
-        ".initramfs-{}.{}.tmp",
-        kernel.release,
-        std::process::id()
-    ));
+    let tmp = cache_dir.join(crate::scratch_name(&format!(
+        "initramfs-{}",
+        kernel.release
+    )));
     fs::write(&tmp, &bytes).map_err(write_err)?;
     fs::rename(&tmp, &path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -203,7 +217,7 @@ fn write_on_demand(
         return Ok(());
     }
     let parent = dir.parent().unwrap_or(dir);
-    let tmp = parent.join(format!(".modules.{}.tmp", std::process::id()));
+    let tmp = parent.join(crate::scratch_name("modules"));
     let write_err = |source| InitramfsError::Write {
         path: dir.to_path_buf(),
         source,
@@ -228,10 +242,15 @@ fn write_on_demand(
         }
     }
     fs::write(tmp.join("aliases"), aliases).map_err(write_err)?;
-    fs::rename(&tmp, dir).map_err(|e| {
+    let renamed = fs::rename(&tmp, dir);
+    if renamed.is_err() {
         let _ = fs::remove_dir_all(&tmp);
-        write_err(e)
-    })
+    }
+    match renamed {
+        // Another labgrade built the same directory meanwhile: theirs is as good as ours.
+        Err(_) if dir.join("aliases").is_file() => Ok(()),
+        other => other.map_err(write_err),
+    }
 }
 
 /// Does this ELF64 file ask for a dynamic loader (a `PT_INTERP` program header)?

@@ -76,6 +76,14 @@ impl QemuConfig {
     }
 }
 
+/// A file name for writing `what` beside its final place, unique to this process and thread, so
+/// concurrent builders of the same cache entry never write into each other's files.
+pub(crate) fn scratch_name(what: &str) -> String {
+    let thread =
+        format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
+    format!(".{what}.{}.{thread}.tmp", std::process::id())
+}
+
 /// Longest wait for any one agent reply once booted (a step may take up to its own timeout).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -46,7 +46,7 @@ pub fn run_labs(
     let mut needs: Vec<_> = labs.iter().flat_map(|l| l.needs.iter().copied()).collect();
     needs.sort();
     needs.dedup();
-    let probed = probe_guest(guest, &needs)?;
+    let probed = probe_guest(guest, &needs, options.jobs)?;
     let probe_ms = ms(started);
 
     let next = AtomicUsize::new(0);

@@ -26,7 +26,7 @@ fn lab_passes_on_kernel(
             return Ok(());
         }
     };
-    let caps = probe_guest(&guest, &lab.needs)?;
+    let caps = probe_guest(&guest, &lab.needs, 1)?;
     let report = run_lab(&guest, &lab, &caps);
     let run = RunReport {
         guest: format!("qemu:{kernel}"),
@@ -61,4 +61,74 @@ fn lab_passes_on_kernel(
         });
     }
     Ok(())
+}
+
+/// Runs `uname -r` through a fresh session of `guest`.
+fn uname(guest: &labgrade_qemu::QemuGuest) -> Result<String, labgrade_guest::GuestError> {
+    use labgrade_agent::proto::{Request, Response};
+    use labgrade_guest::Guest;
+    let mut session = guest.start_session()?;
+    let reply = session.request(&Request::Run {
+        step: 1,
+        script: "uname -r".into(),
+        timeout_ms: 60_000,
+    })?;
+    let _ = session.request(&Request::Shutdown);
+    match reply {
+        Response::Ran(o) => Ok(o.stdout.trim().to_owned()),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+#[test]
+fn an_agent_kept_under_tmp_still_starts_in_the_guest() {
+    // The guest once put a tmpfs over the host's /tmp, hiding an agent built there (CI clones do).
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    };
+    let exe = dir.path().join("labgrade");
+    std::fs::copy(common::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
+    let guest = match common::qemu_guest_with("debian:6.1", |c| {
+        c.agent_exe = exe.clone();
+        c.boot_timeout = std::time::Duration::from_secs(60);
+    }) {
+        Ok(g) => g,
+        Err(reason) => return common::skip_or_fail(&reason),
+    };
+    assert_eq!(
+        uname(&guest).unwrap_or_else(|e| panic!("{e}")),
+        "6.1.0-50-amd64"
+    );
+}
+
+#[test]
+fn a_guest_that_cannot_start_its_agent_fails_in_bounded_time_with_the_console() {
+    let guest = match common::qemu_guest_with("debian:6.1", |c| {
+        c.agent_exe = "/nonexistent/labgrade".into();
+        c.boot_timeout = std::time::Duration::from_secs(30);
+    }) {
+        Ok(g) => g,
+        Err(reason) => return common::skip_or_fail(&reason),
+    };
+    let started = std::time::Instant::now();
+    let err = match uname(&guest) {
+        Ok(out) => panic!("a guest without an agent answered: {out}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("failed to boot") || err.contains("failed:"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "labgrade-init: the agent /nonexistent/labgrade is not executable inside the guest"
+        ),
+        "{err}"
+    );
 }

@@ -63,6 +63,14 @@ pub fn qemu_required() -> bool {
 
 /// A qemu guest for a cached kernel, or the reason there is none (printed, and fatal in CI).
 pub fn qemu_guest(kernel: &str, sessions: usize) -> Result<labgrade_qemu::QemuGuest, String> {
+    qemu_guest_with(kernel, |c| c.sessions = sessions)
+}
+
+/// Like [`qemu_guest`], with the configuration adjusted by `tune`.
+pub fn qemu_guest_with(
+    kernel: &str,
+    tune: impl FnOnce(&mut labgrade_qemu::QemuConfig),
+) -> Result<labgrade_qemu::QemuGuest, String> {
     use std::str::FromStr;
     if std::process::Command::new("qemu-system-x86_64")
         .arg("--version")
@@ -93,8 +101,9 @@ pub fn qemu_guest(kernel: &str, sessions: usize) -> Result<labgrade_qemu::QemuGu
         .parent()
         .map_or_else(|| cache.root().join("initramfs"), |p| p.join("initramfs"));
     let mut config = labgrade_qemu::QemuConfig::new(boot, exe(), initramfs);
-    config.sessions = sessions;
+    config.sessions = 1;
     config.cpus = 1;
+    tune(&mut config);
     Ok(labgrade_qemu::QemuGuest::new(config))
 }
 
