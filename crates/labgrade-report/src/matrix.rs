@@ -29,6 +29,16 @@ pub struct MatrixColumn {
     pub error: Option<String>,
 }
 
+impl MatrixColumn {
+    /// The kernel release, or why the guest did not come up.
+    pub fn kernel_text(&self) -> &str {
+        self.kernel_release
+            .as_deref()
+            .or(self.error.as_deref())
+            .unwrap_or("?")
+    }
+}
+
 /// A difference between guests: one snapshot line or one lab's kernel messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Difference {
@@ -231,15 +241,7 @@ pub fn render_matrix_human(m: &MatrixReport) -> String {
     }
     let _ = writeln!(out, "\nkernels:");
     for c in &m.columns {
-        let _ = writeln!(
-            out,
-            "  {}: {}",
-            c.guest,
-            c.kernel_release
-                .as_deref()
-                .or(c.error.as_deref())
-                .unwrap_or("?")
-        );
+        let _ = writeln!(out, "  {}: {}", c.guest, c.kernel_text());
     }
     let mut reasons = String::new();
     for (id, guest, status, reason) in not_passed(m) {
@@ -288,15 +290,7 @@ pub fn render_matrix_markdown(m: &MatrixReport) -> String {
     }
     out.push_str("\n## Kernels\n\n");
     for c in &m.columns {
-        let _ = writeln!(
-            out,
-            "- **{}**: {}",
-            c.guest,
-            c.kernel_release
-                .as_deref()
-                .or(c.error.as_deref())
-                .unwrap_or("?")
-        );
+        let _ = writeln!(out, "- **{}**: {}", c.guest, c.kernel_text());
     }
     let mut reasons = String::new();
     for (id, guest, status, reason) in not_passed(m) {

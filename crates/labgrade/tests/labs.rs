@@ -17,14 +17,7 @@ fn lab_passes_on_host(
     let guest = common::host();
     let caps = probe_guest(&guest, &lab.needs, 1)?;
     let report = run_lab(&guest, &lab, &caps);
-    let run = labgrade_report::RunReport {
-        guest: "host".into(),
-        privilege: Some(caps.privilege.to_string()),
-        kmsg_unavailable: caps.kmsg_unavailable.clone(),
-        labs: vec![report.clone()],
-        probe_ms: 0,
-        duration_ms: 0,
-    };
+    let run = common::one_lab_run("host", &caps, &report);
     println!("{}", render_human(&run));
     match report.status {
         LabStatus::Pass => {}
@@ -56,11 +49,6 @@ fn lab_passes_on_host(
         labgrade_agent::proto::Privilege::Root => "host",
         labgrade_agent::proto::Privilege::UserNamespace { .. } => "host-userns",
     };
-    for snap in &report.snapshots {
-        let name = format!("{}__{}__{mode}", lab.id, snap.name.replace(['@', '/'], "_"));
-        insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false, description => format!("{} ({})", lab.title, snap.dir) }, {
-            insta::assert_snapshot!(name, snap.text);
-        });
-    }
+    common::assert_snapshots(&lab, &report, mode, None);
     Ok(())
 }

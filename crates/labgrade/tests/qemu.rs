@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use labgrade_report::{LabStatus, RunReport, render_human};
+use labgrade_report::{LabStatus, render_human};
 use labgrade_runner::{probe_guest, run_lab};
 use rstest::rstest;
 
@@ -28,14 +28,7 @@ fn lab_passes_on_kernel(
     };
     let caps = probe_guest(&guest, &lab.needs, 1)?;
     let report = run_lab(&guest, &lab, &caps);
-    let run = RunReport {
-        guest: format!("qemu:{kernel}"),
-        privilege: Some(caps.privilege.to_string()),
-        kmsg_unavailable: caps.kmsg_unavailable.clone(),
-        labs: vec![report.clone()],
-        probe_ms: 0,
-        duration_ms: 0,
-    };
+    let run = common::one_lab_run(&format!("qemu:{kernel}"), &caps, &report);
     println!("{}", render_human(&run));
     match report.status {
         LabStatus::Pass => {}
@@ -49,17 +42,12 @@ fn lab_passes_on_kernel(
             render_human(&run)
         ),
     }
-    let guest_name = format!("qemu-{}", kernel.replace(':', "-"));
-    for snap in &report.snapshots {
-        let name = format!(
-            "{}__{}__{guest_name}",
-            lab.id,
-            snap.name.replace(['@', '/'], "_")
-        );
-        insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false, description => format!("{} ({}) on {kernel}", lab.title, snap.dir) }, {
-            insta::assert_snapshot!(name, snap.text);
-        });
-    }
+    common::assert_snapshots(
+        &lab,
+        &report,
+        &format!("qemu-{}", kernel.replace(':', "-")),
+        Some(kernel),
+    );
     Ok(())
 }
 

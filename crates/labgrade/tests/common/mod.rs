@@ -115,3 +115,47 @@ pub fn skip_or_fail(reason: &str) {
     );
     skip(reason);
 }
+
+/// A one-lab run report, for printing a lab's evidence in a test's output.
+pub fn one_lab_run(
+    guest: &str,
+    caps: &labgrade_runner::ProbedCapabilities,
+    report: &labgrade_report::LabReport,
+) -> labgrade_report::RunReport {
+    labgrade_report::RunReport {
+        guest: guest.to_owned(),
+        privilege: Some(caps.privilege.to_string()),
+        kmsg_unavailable: caps.kmsg_unavailable.clone(),
+        labs: vec![report.clone()],
+        probe_ms: 0,
+        duration_ms: 0,
+    }
+}
+
+/// Compares every snapshot a lab took with the committed one, named `LAB__SNAPSHOT__GUEST`;
+/// `on` (a kernel) is added to the snapshot's description.
+pub fn assert_snapshots(
+    lab: &labgrade_spec::Lab,
+    report: &labgrade_report::LabReport,
+    guest: &str,
+    on: Option<&str>,
+) {
+    for snap in &report.snapshots {
+        let name = format!(
+            "{}__{}__{guest}",
+            lab.id,
+            snap.name.replace(['@', '/'], "_")
+        );
+        let description = match on {
+            Some(kernel) => format!("{} ({}) on {kernel}", lab.title, snap.dir),
+            None => format!("{} ({})", lab.title, snap.dir),
+        };
+        insta::with_settings!({
+            snapshot_path => "../snapshots",
+            prepend_module_to_snapshot => false,
+            description => description,
+        }, {
+            insta::assert_snapshot!(name, snap.text);
+        });
+    }
+}
