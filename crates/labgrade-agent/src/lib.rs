@@ -112,12 +112,20 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                 step,
                 script,
                 timeout_ms,
-            } => Response::Ran(session.run(
-                step,
-                &script,
-                Duration::from_millis(timeout_ms),
-                &mut kmsg,
-            )),
+                stream,
+            } => {
+                let timeout = Duration::from_millis(timeout_ms);
+                let mut send_piece = |name: &str, bytes: &[u8]| {
+                    let piece = Response::Output {
+                        stream: name.to_owned(),
+                        data: String::from_utf8_lossy(bytes).into_owned(),
+                    };
+                    let _ = send(&mut output, &piece);
+                };
+                let sink: Option<&mut session::OutputSink<'_>> =
+                    if stream { Some(&mut send_piece) } else { None };
+                Response::Ran(session.run(step, &script, timeout, &mut kmsg, sink))
+            }
             Request::Inspect { paths } => Response::Inspected {
                 facts: paths
                     .iter()

@@ -23,6 +23,9 @@ pub enum Request {
         script: String,
         /// Milliseconds before the session is killed.
         timeout_ms: u64,
+        /// Send [`Response::Output`] pieces while the step runs (for `labgrade exec`).
+        #[serde(default)]
+        stream: bool,
     },
     /// Read facts about paths relative to `$LAB`.
     Inspect {
@@ -48,6 +51,13 @@ pub enum Response {
     Probed {
         /// One per capability asked.
         results: Vec<ProbeResult>,
+    },
+    /// A piece of a streamed step's output; more may follow, then [`Response::Ran`].
+    Output {
+        /// `stdout` or `stderr`.
+        stream: String,
+        /// The bytes, lossily decoded.
+        data: String,
     },
     /// A step ran (or could not).
     Ran(StepOutcome),

@@ -35,6 +35,9 @@ __lg_step() {
 }
 "#;
 
+/// Receives streamed output: the stream's name (`stdout` / `stderr`) and the new bytes.
+pub(crate) type OutputSink<'a> = dyn FnMut(&str, &[u8]) + 'a;
+
 /// A running bash, init of the lab's pid namespace.
 #[derive(Debug)]
 pub(crate) struct ShellSession {
@@ -111,6 +114,7 @@ impl ShellSession {
         script: &str,
         timeout: Duration,
         kmsg: &mut crate::kmsg::KernelLog,
+        mut on_output: Option<&mut OutputSink<'_>>,
     ) -> StepOutcome {
         let started = Instant::now();
         let mut outcome = StepOutcome::default();
@@ -140,7 +144,26 @@ impl ShellSession {
             outcome.stderr = format!("cannot send the step to the shell: {e}");
             return outcome;
         }
-        match self.status.read_line(started + timeout) {
+        let deadline = started + timeout;
+        let mut tails = [(out.clone(), 0u64, "stdout"), (err.clone(), 0u64, "stderr")];
+        let status = loop {
+            // Wake every 100 ms to pass on new output when the caller streams it.
+            let slice = match on_output {
+                Some(_) => (Instant::now() + Duration::from_millis(100)).min(deadline),
+                None => deadline,
+            };
+            let line = self.status.read_line(slice);
+            if let Some(f) = on_output.as_deref_mut() {
+                for (path, pos, name) in &mut tails {
+                    tail(path, pos, name, f);
+                }
+            }
+            match line {
+                StatusLine::TimedOut if Instant::now() < deadline => continue,
+                other => break other,
+            }
+        };
+        match status {
             StatusLine::Line(line) => parse_status(&line, &mut outcome),
             StatusLine::TimedOut => {
                 outcome.timed_out = true;
@@ -227,6 +250,22 @@ fn parse_status(line: &str, outcome: &mut StepOutcome) {
         {
             outcome.failed.push(FailedCommand { line, code });
         }
+    }
+}
+
+/// Passes on what `path` gained since `pos`.
+fn tail(path: &Path, pos: &mut u64, name: &str, f: &mut OutputSink<'_>) {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return;
+    };
+    if file.seek(SeekFrom::Start(*pos)).is_err() {
+        return;
+    }
+    let mut buf = Vec::new();
+    if file.read_to_end(&mut buf).is_ok() && !buf.is_empty() {
+        *pos += buf.len() as u64;
+        f(name, &buf);
     }
 }
 

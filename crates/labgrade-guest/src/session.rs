@@ -67,6 +67,16 @@ impl AgentSession {
 
     /// Sends one request and waits for its response. An `Error` response becomes a [`GuestError`].
     pub fn request(&mut self, request: &Request) -> Result<Response, GuestError> {
+        self.request_streaming(request, &mut |_, _| {})
+    }
+
+    /// Like [`AgentSession::request`], handing each streamed output piece (`stdout` or
+    /// `stderr`, text) to `on_output` as it arrives.
+    pub fn request_streaming(
+        &mut self,
+        request: &Request,
+        on_output: &mut dyn FnMut(&str, &str),
+    ) -> Result<Response, GuestError> {
         let mut line = serde_json::to_vec(request)
             .map_err(|e| self.agent_error(format!("cannot encode request: {e}")))?;
         line.push(b'\n');
@@ -77,13 +87,19 @@ impl AgentSession {
         {
             return Err(self.agent_error(format!("cannot send to the agent: {e}")));
         }
-        match self.receive()? {
-            Response::Error { message } => Err(self.agent_error(message)),
-            Response::Bye => {
-                self.ended_cleanly.store(true, Ordering::SeqCst);
-                Ok(Response::Bye)
-            }
-            r => Ok(r),
+        loop {
+            return match self.receive()? {
+                Response::Output { stream, data } => {
+                    on_output(&stream, &data);
+                    continue;
+                }
+                Response::Error { message } => Err(self.agent_error(message)),
+                Response::Bye => {
+                    self.ended_cleanly.store(true, Ordering::SeqCst);
+                    Ok(Response::Bye)
+                }
+                r => Ok(r),
+            };
         }
     }
 

@@ -144,6 +144,7 @@ fn run_step(session: &mut AgentSession, step: &Step) -> Result<StepOutcome, Gues
         step: step.number,
         script: step.run.clone(),
         timeout_ms: u64::try_from(step.timeout.as_millis()).unwrap_or(u64::MAX),
+        stream: false,
     };
     match session.request(&request)? {
         Response::Ran(outcome) => Ok(outcome),

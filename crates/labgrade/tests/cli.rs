@@ -209,3 +209,13 @@ fn snapshot_lists_any_directory_like_the_labs_do() {
     let out = labgrade(&["snapshot", "/no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn exec_streams_output_and_exits_with_the_commands_code() {
+    let out = labgrade(&["exec", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert!(text(&out.stderr).contains("err"));
+    let quoted = labgrade(&["exec", "--", "printf", "%s|", "it's here", ""]);
+    assert_eq!(text(&quoted.stdout), "it's here||");
+}

@@ -60,6 +60,7 @@ fn uname(guest: &labgrade_qemu::QemuGuest) -> Result<String, labgrade_guest::Gue
         step: 1,
         script: "uname -r".into(),
         timeout_ms: 60_000,
+        stream: false,
     })?;
     let _ = session.request(&Request::Shutdown);
     match reply {

@@ -1,5 +1,5 @@
-//! `labgrade exec --guest G -- CMD...`: one command in a fresh guest session. The quick way to
-//! poke a kernel, and what the boot benchmark times.
+//! `labgrade exec --guest G -- CMD...`: one command in a fresh guest session, its output streamed
+//! as it comes. The quick way to poke a kernel, and what the boot benchmark times.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -57,19 +57,30 @@ pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
         .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
-    let response = session.request(&Request::Run {
-        step: 1,
-        script,
-        timeout_ms: args.timeout.saturating_mul(1000),
-    })?;
+    let mut print = |stream: &str, data: &str| {
+        let _ = if stream == "stderr" {
+            std::io::stderr().write_all(data.as_bytes())
+        } else {
+            std::io::stdout()
+                .write_all(data.as_bytes())
+                .and_then(|()| std::io::stdout().flush())
+        };
+    };
+    let response = session.request_streaming(
+        &Request::Run {
+            step: 1,
+            script,
+            timeout_ms: args.timeout.saturating_mul(1000),
+            stream: true,
+        },
+        &mut print,
+    )?;
     let _ = session.request(&Request::Shutdown);
     let Response::Ran(outcome) = response else {
         return Err(CliError::Usage(format!(
             "unexpected reply from the agent: {response:?}"
         )));
     };
-    let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
-    let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
     if outcome.timed_out {
         eprintln!("labgrade exec: timed out after {} s", args.timeout);
         return Ok(ExitCode::from(124));
