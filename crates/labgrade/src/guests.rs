@@ -71,7 +71,9 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
     let mut config = QemuConfig::new(boot, exe, initramfs_cache);
     config.accel = options.accel.parse().map_err(CliError::Usage)?;
     config.sessions = options.sessions.max(1);
-    config.cpus = u32::try_from(options.sessions.clamp(1, 4)).unwrap_or(1);
+    // More sessions than host CPUs still pay: a session waiting on 9p leaves its vCPU idle.
+    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    config.cpus = u32::try_from(options.sessions.clamp(1, host_cpus)).unwrap_or(1);
     Ok(ResolvedGuest {
         guest: Box::new(QemuGuest::new(config)),
         kernel_release: Some(fetched.release),
