@@ -9,10 +9,10 @@ use labgrade_report::{CheckReport, CheckStatus, LabReport, LabStatus, SnapshotRe
 use labgrade_spec::{Fact, Lab, Step};
 
 use crate::judge::{judge_exit, judge_fact, judge_output};
-use crate::{ProbedCapabilities, ms};
+use crate::{GuestCapabilities, ms};
 
 /// Runs one lab and reports it. Never fails: a guest that breaks makes an `Error` report.
-pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &ProbedCapabilities) -> LabReport {
+pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabReport {
     let started = Instant::now();
     let mut report = LabReport {
         id: lab.id.clone(),
@@ -28,13 +28,25 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &ProbedCapabilities) -> LabRe
     if let Some(pending) = &lab.pending {
         report.status = LabStatus::Skip;
         report.reason = Some(format!("pending: {pending}"));
-    } else if let Some(missing) = caps.missing(&lab.needs) {
+    } else if let Some(missing) = caps.missing(&lab.needs).filter(|_| known(caps, lab)) {
+        // Already known to be missing: no session needed to say so.
         report.status = LabStatus::Skip;
         report.reason = Some(missing);
     } else {
         match guest.start_session() {
             Ok(mut session) => {
-                if let Err(e) = drive(&mut session, lab, caps, &mut report) {
+                caps.note_hello(session.hello());
+                let outcome = caps.ensure(&mut session, &lab.needs).and_then(|()| {
+                    match caps.missing(&lab.needs) {
+                        Some(missing) => {
+                            report.status = LabStatus::Skip;
+                            report.reason = Some(missing);
+                            Ok(())
+                        }
+                        None => drive(&mut session, lab, &mut report),
+                    }
+                });
+                if let Err(e) = outcome {
                     report.status = LabStatus::Error;
                     report.reason = Some(e.to_string());
                 }
@@ -50,6 +62,14 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &ProbedCapabilities) -> LabRe
     report
 }
 
+/// Is every capability the lab needs already probed?
+fn known(caps: &GuestCapabilities, lab: &Lab) -> bool {
+    let results = caps.results();
+    lab.needs
+        .iter()
+        .all(|n| results.iter().any(|r| r.cap == *n))
+}
+
 /// Paths whose facts must be kept after step N, for `unchanged_since = N` checks later.
 fn baselines_needed(lab: &Lab) -> BTreeMap<usize, BTreeSet<String>> {
     let mut needed: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
@@ -63,12 +83,8 @@ fn baselines_needed(lab: &Lab) -> BTreeMap<usize, BTreeSet<String>> {
     needed
 }
 
-fn drive(
-    session: &mut AgentSession,
-    lab: &Lab,
-    caps: &ProbedCapabilities,
-    report: &mut LabReport,
-) -> Result<(), GuestError> {
+fn drive(session: &mut AgentSession, lab: &Lab, report: &mut LabReport) -> Result<(), GuestError> {
+    let kmsg_unavailable = session.hello().kmsg_unavailable.clone();
     let needed = baselines_needed(lab);
     let mut baselines: BTreeMap<(usize, String), PathFacts> = BTreeMap::new();
     for step in &lab.steps {
@@ -77,7 +93,7 @@ fn drive(
         checks.extend(
             step.output_checks
                 .iter()
-                .map(|c| judge_output(c, &outcome, caps.kmsg_unavailable.as_deref())),
+                .map(|c| judge_output(c, &outcome, kmsg_unavailable.as_deref())),
         );
         let ended_as_expected = checks[0].status == CheckStatus::Pass;
 

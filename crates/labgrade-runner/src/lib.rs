@@ -17,24 +17,38 @@ use labgrade_report::{LabReport, RunReport};
 use labgrade_spec::Lab;
 
 pub use lab::run_lab;
-pub use probe::{ProbedCapabilities, probe_guest};
+pub use probe::GuestCapabilities;
 
 /// How a run is carried out.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Labs run at once (each in its own namespaces or VM).
     pub jobs: usize,
+    /// How long each lab took last time on this guest (lab id -> ms): the longest start first,
+    /// so a slow lab does not start last and hold up the end of the run. Labs without a figure
+    /// start before all others. Reports keep the labs' own order either way.
+    pub expected_ms: std::collections::HashMap<String, u64>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            expected_ms: std::collections::HashMap::new(),
         }
     }
 }
 
-/// Probes the guest for what the labs need, then runs the labs, up to `jobs` at a time.
+/// The order to start labs in: longest expected first, unknown ones before those.
+fn start_order(labs: &[Lab], expected_ms: &std::collections::HashMap<String, u64>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..labs.len()).collect();
+    order.sort_by_key(|i| {
+        std::cmp::Reverse(expected_ms.get(&labs[*i].id).copied().unwrap_or(u64::MAX))
+    });
+    order
+}
+
+/// Runs the labs, up to `jobs` at a time; capabilities are probed as labs first need them.
 /// `on_done` is called as each lab finishes (for progress bars). Reports keep the labs' order.
 pub fn run_labs(
     guest: &dyn Guest,
@@ -43,21 +57,16 @@ pub fn run_labs(
     on_done: &(dyn Fn(&LabReport) + Sync),
 ) -> Result<RunReport, GuestError> {
     let started = Instant::now();
-    let mut needs: Vec<_> = labs.iter().flat_map(|l| l.needs.iter().copied()).collect();
-    needs.sort();
-    needs.dedup();
-    let probed = probe_guest(guest, &needs, options.jobs)?;
-    let probe_ms = ms(started);
-
+    let caps = GuestCapabilities::new();
+    let order = start_order(labs, &options.expected_ms);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<LabReport>>> = Mutex::new(vec![None; labs.len()]);
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.clamp(1, labs.len().max(1)) {
             scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(lab) = labs.get(i) else { break };
-                    let report = run_lab(guest, lab, &probed);
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let lab = &labs[i];
+                    let report = run_lab(guest, lab, &caps);
                     on_done(&report);
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(report);
@@ -74,14 +83,40 @@ pub fn run_labs(
         .collect();
     Ok(RunReport {
         guest: guest.name(),
-        privilege: Some(probed.privilege.to_string()),
-        kmsg_unavailable: probed.kmsg_unavailable.clone(),
+        privilege: caps.hello().map(|h| h.privilege.to_string()),
+        kmsg_unavailable: caps.hello().and_then(|h| h.kmsg_unavailable),
         labs,
-        probe_ms,
+        probe_ms: u64::try_from(caps.probe_time().as_millis()).unwrap_or(u64::MAX),
         duration_ms: ms(started),
     })
 }
 
 pub(crate) fn ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_and_unknown_labs_start_first_and_ties_keep_their_order()
+    -> Result<(), labgrade_spec::SpecError> {
+        let lab = |name: &str| {
+            labgrade_spec::parse_lab(
+                std::path::Path::new(&format!("{name}.toml")),
+                "title = \"t\"\nlesson = { file = \"l\", section = \"s\" }\n[[step]]\nrun = \"true\"\n",
+            )
+        };
+        let labs = vec![lab("a")?, lab("b")?, lab("c")?, lab("d")?];
+        let expected = [
+            ("a".to_owned(), 10),
+            ("b".to_owned(), 500),
+            ("d".to_owned(), 10),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(start_order(&labs, &expected), vec![2, 1, 0, 3]);
+        Ok(())
+    }
 }

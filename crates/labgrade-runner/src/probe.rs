@@ -1,26 +1,68 @@
-//! Finding out, once per run, what the guest can do.
+//! Finding out what the guest can do, by trying, once per run and only as labs need it.
+//!
+//! The first lab that needs a capability probes it in its own session before its first step
+//! (probes work in a scratch dir and leave nothing behind); labs that need it meanwhile wait for
+//! that result, and later labs reuse it. So no session is spent on probing alone, and the slow
+//! probes (making XFS images) overlap with labs that do not need them.
 
-use labgrade_agent::proto::{Hello, Privilege, ProbeResult, Request, Response};
-use labgrade_guest::{Guest, GuestError};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use labgrade_agent::proto::{Hello, ProbeResult, Request, Response};
+use labgrade_guest::{AgentSession, GuestError};
 use labgrade_spec::Capability;
 
-/// What a guest offers, found by trying: every lab's `needs` is matched against this.
-#[derive(Debug, Clone)]
-pub struct ProbedCapabilities {
-    /// Under what privilege labs run there.
-    pub privilege: Privilege,
-    /// Why kernel-log checks cannot be judged there, if they cannot.
-    pub kmsg_unavailable: Option<String>,
-    /// One result per capability probed.
-    pub results: Vec<ProbeResult>,
+/// The capabilities of one guest, filled in as labs need them; shared by the labs of a run.
+#[derive(Debug, Default)]
+pub struct GuestCapabilities {
+    state: Mutex<State>,
+    changed: Condvar,
 }
 
-impl ProbedCapabilities {
+#[derive(Debug, Default)]
+struct State {
+    known: Vec<ProbeResult>,
+    probing: Vec<Capability>,
+    hello: Option<Hello>,
+    spent: Duration,
+}
+
+impl GuestCapabilities {
+    /// Nothing known yet.
+    pub fn new() -> GuestCapabilities {
+        GuestCapabilities::default()
+    }
+
+    /// The first session's hello: how labs run on this guest (root or a user namespace).
+    pub fn hello(&self) -> Option<Hello> {
+        self.state.lock().ok().and_then(|s| s.hello.clone())
+    }
+
+    /// Every capability probed so far, with its evidence.
+    pub fn results(&self) -> Vec<ProbeResult> {
+        self.state
+            .lock()
+            .map(|s| s.known.clone())
+            .unwrap_or_default()
+    }
+
+    /// Wall time spent in probes, summed over sessions.
+    pub fn probe_time(&self) -> Duration {
+        self.state.lock().map(|s| s.spent).unwrap_or_default()
+    }
+
+    pub(crate) fn note_hello(&self, hello: &Hello) {
+        if let Ok(mut s) = self.state.lock() {
+            s.hello.get_or_insert_with(|| hello.clone());
+        }
+    }
+
     /// The reason a lab needing `needs` must be skipped here, or `None` if all are available.
     pub fn missing(&self, needs: &[Capability]) -> Option<String> {
+        let known = self.results();
         let missing: Vec<String> = needs
             .iter()
-            .filter_map(|cap| match self.results.iter().find(|r| r.cap == *cap) {
+            .filter_map(|cap| match known.iter().find(|r| r.cap == *cap) {
                 Some(r) if r.available => None,
                 Some(r) => Some(format!("needs {cap} ({}): {}", cap.meaning(), r.detail)),
                 None => Some(format!("needs {cap} ({}): not probed", cap.meaning())),
@@ -28,81 +70,58 @@ impl ProbedCapabilities {
             .collect();
         (!missing.is_empty()).then(|| missing.join("; "))
     }
-}
 
-/// Tries each capability on the guest, in up to `jobs` sessions at once (making and mounting XFS
-/// images is what takes time, so the two XFS probes go to different sessions).
-pub fn probe_guest(
-    guest: &dyn Guest,
-    caps: &[Capability],
-    jobs: usize,
-) -> Result<ProbedCapabilities, GuestError> {
-    let mut ordered: Vec<Capability> = caps.to_vec();
-    ordered.sort_by_key(|c| !matches!(c, Capability::Xfs | Capability::XfsV4));
-    let groups = jobs.clamp(1, ordered.len().max(1));
-    let mut batches: Vec<Vec<Capability>> = vec![Vec::new(); groups];
-    for (i, cap) in ordered.into_iter().enumerate() {
-        batches[i % groups].push(cap);
-    }
-    let outcomes: Vec<Result<(Hello, Vec<ProbeResult>), GuestError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = batches
+    /// Makes sure every one of `needs` is known, probing in `session` those no other session is
+    /// probing, and waiting for the rest.
+    pub(crate) fn ensure(
+        &self,
+        session: &mut AgentSession,
+        needs: &[Capability],
+    ) -> Result<(), GuestError> {
+        let lock_err = || GuestError::Agent {
+            message: "the capability table's lock is poisoned".into(),
+            stderr: String::new(),
+        };
+        let mut state = self.state.lock().map_err(|_| lock_err())?;
+        loop {
+            let unknown: Vec<Capability> = needs
                 .iter()
-                .map(|batch| scope.spawn(move || probe_in_session(guest, batch)))
+                .copied()
+                .filter(|c| !state.known.iter().any(|r| r.cap == *c))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(GuestError::Agent {
-                            message: "a probe thread panicked".into(),
-                            stderr: String::new(),
-                        })
-                    })
-                })
-                .collect()
-        });
-    let mut hello = None;
-    let mut results = Vec::new();
-    for outcome in outcomes {
-        let (h, r) = outcome?;
-        hello.get_or_insert(h);
-        results.extend(r);
+            if unknown.is_empty() {
+                return Ok(());
+            }
+            let mine: Vec<Capability> = unknown
+                .iter()
+                .copied()
+                .filter(|c| !state.probing.contains(c))
+                .collect();
+            if mine.is_empty() {
+                state = self.changed.wait(state).map_err(|_| lock_err())?;
+                continue;
+            }
+            state.probing.extend(mine.iter().copied());
+            drop(state);
+            let started = Instant::now();
+            let outcome = probe(session, &mine);
+            state = self.state.lock().map_err(|_| lock_err())?;
+            state.probing.retain(|c| !mine.contains(c));
+            state.spent += started.elapsed();
+            self.changed.notify_all();
+            state.known.extend(outcome?);
+        }
     }
-    results.sort_by_key(|r| caps.iter().position(|c| *c == r.cap));
-    let hello = hello.ok_or_else(|| GuestError::Agent {
-        message: "no probe session ran".into(),
-        stderr: String::new(),
-    })?;
-    Ok(ProbedCapabilities {
-        privilege: hello.privilege,
-        kmsg_unavailable: hello.kmsg_unavailable,
-        results,
-    })
 }
 
-/// One session: its hello, and the results for `caps`.
-fn probe_in_session(
-    guest: &dyn Guest,
-    caps: &[Capability],
-) -> Result<(Hello, Vec<ProbeResult>), GuestError> {
-    let mut session = guest.start_session()?;
-    let hello = session.hello().clone();
-    let results = if caps.is_empty() {
-        Vec::new()
-    } else {
-        match session.request(&Request::Probe {
-            caps: caps.to_vec(),
-        })? {
-            Response::Probed { results } => results,
-            other => {
-                return Err(GuestError::Agent {
-                    message: format!("expected probe results, got {other:?}"),
-                    stderr: String::new(),
-                });
-            }
-        }
-    };
-    let _ = session.request(&Request::Shutdown);
-    Ok((hello, results))
+fn probe(session: &mut AgentSession, caps: &[Capability]) -> Result<Vec<ProbeResult>, GuestError> {
+    match session.request(&Request::Probe {
+        caps: caps.to_vec(),
+    })? {
+        Response::Probed { results } => Ok(results),
+        other => Err(GuestError::Agent {
+            message: format!("expected probe results, got {other:?}"),
+            stderr: String::new(),
+        }),
+    }
 }

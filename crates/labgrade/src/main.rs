@@ -3,6 +3,7 @@
 mod cmd;
 mod exit;
 mod guests;
+mod history;
 mod labs;
 
 use std::process::ExitCode;

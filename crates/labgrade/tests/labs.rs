@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use labgrade_report::{LabStatus, render_human};
-use labgrade_runner::{probe_guest, run_lab};
+use labgrade_runner::{GuestCapabilities, run_lab};
 use rstest::rstest;
 
 #[rstest]
@@ -15,7 +15,7 @@ fn lab_passes_on_host(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let lab = labgrade_spec::load_lab(&path)?;
     let guest = common::host();
-    let caps = probe_guest(&guest, &lab.needs, 1)?;
+    let caps = GuestCapabilities::new();
     let report = run_lab(&guest, &lab, &caps);
     let run = common::one_lab_run("host", &caps, &report);
     println!("{}", render_human(&run));
@@ -45,9 +45,9 @@ fn lab_passes_on_host(
         common::host_overlay_mounts().is_empty(),
         "a lab's overlay mount is visible on the host"
     );
-    let mode = match caps.privilege {
-        labgrade_agent::proto::Privilege::Root => "host",
-        labgrade_agent::proto::Privilege::UserNamespace { .. } => "host-userns",
+    let mode = match caps.hello().map(|h| h.privilege) {
+        Some(labgrade_agent::proto::Privilege::UserNamespace { .. }) => "host-userns",
+        _ => "host",
     };
     common::assert_snapshots(&lab, &report, mode, None);
     Ok(())

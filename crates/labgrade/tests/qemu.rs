@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use labgrade_report::{LabStatus, render_human};
-use labgrade_runner::{probe_guest, run_lab};
+use labgrade_runner::{GuestCapabilities, run_lab};
 use rstest::rstest;
 
 #[rstest]
@@ -26,7 +26,7 @@ fn lab_passes_on_kernel(
             return Ok(());
         }
     };
-    let caps = probe_guest(&guest, &lab.needs, 1)?;
+    let caps = GuestCapabilities::new();
     let report = run_lab(&guest, &lab, &caps);
     let run = common::one_lab_run(&format!("qemu:{kernel}"), &caps, &report);
     println!("{}", render_human(&run));

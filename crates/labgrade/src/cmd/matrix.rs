@@ -116,12 +116,20 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
                                 bar.set_message(format!("{name}: {} {}", r.status.word(), r.id));
                                 bar.inc(1);
                             };
-                            match labgrade_runner::run_labs(
+                            let options = RunOptions {
+                                jobs: 1,
+                                expected_ms: crate::history::load(name),
+                            };
+                            let run = labgrade_runner::run_labs(
                                 g.guest.as_ref(),
                                 &labs,
-                                RunOptions { jobs: 1 },
+                                options,
                                 &on_done,
-                            ) {
+                            );
+                            if let Ok(r) = &run {
+                                crate::history::save(name, r);
+                            }
+                            match run {
                                 Ok(run) => MatrixColumn {
                                     guest: name.clone(),
                                     kernel_release: g.kernel_release.clone(),

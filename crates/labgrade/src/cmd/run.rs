@@ -76,7 +76,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         bar.set_message(format!("{} {}", r.status.word(), r.id));
         bar.inc(1);
     };
+    options.expected_ms = crate::history::load(&args.guest);
     let report = labgrade_runner::run_labs(guest.as_ref(), &labs, options, &on_done)?;
+    crate::history::save(&args.guest, &report);
     bar.finish_and_clear();
     let text = render(&report, args.format)?;
     match &args.output {

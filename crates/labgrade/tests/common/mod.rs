@@ -119,13 +119,13 @@ pub fn skip_or_fail(reason: &str) {
 /// A one-lab run report, for printing a lab's evidence in a test's output.
 pub fn one_lab_run(
     guest: &str,
-    caps: &labgrade_runner::ProbedCapabilities,
+    caps: &labgrade_runner::GuestCapabilities,
     report: &labgrade_report::LabReport,
 ) -> labgrade_report::RunReport {
     labgrade_report::RunReport {
         guest: guest.to_owned(),
-        privilege: Some(caps.privilege.to_string()),
-        kmsg_unavailable: caps.kmsg_unavailable.clone(),
+        privilege: caps.hello().map(|h| h.privilege.to_string()),
+        kmsg_unavailable: caps.hello().and_then(|h| h.kmsg_unavailable),
         labs: vec![report.clone()],
         probe_ms: 0,
         duration_ms: 0,
