@@ -110,6 +110,14 @@ impl KernelCache {
         &self.root
     }
 
+    /// A directory beside the kernels in the same cache, for what labgrade derives from them
+    /// (initramfs images, unpacked vmlinux, lab timings).
+    pub fn beside(&self, name: &str) -> PathBuf {
+        self.root
+            .parent()
+            .map_or_else(|| self.root.join(name), |p| p.join(name))
+    }
+
     /// A bootable kernel for `source`. Idempotent: a second fetch of a cached kernel does no
     /// network work at all (no package-list download), so it takes milliseconds.
     pub fn fetch(&self, source: &KernelSource, opts: &FetchOptions) -> Result<Kernel, KernelError> {

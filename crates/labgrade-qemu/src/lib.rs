@@ -39,6 +39,17 @@ pub struct BootKernel {
     pub modules_dir: PathBuf,
 }
 
+impl From<labgrade_kernel::Kernel> for BootKernel {
+    fn from(k: labgrade_kernel::Kernel) -> BootKernel {
+        BootKernel {
+            name: k.name,
+            release: k.release,
+            vmlinuz: k.vmlinuz,
+            modules_dir: k.modules_dir,
+        }
+    }
+}
+
 /// How to run the VM.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {

@@ -58,17 +58,8 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
             offline: false,
         },
     )?;
-    let boot = BootKernel {
-        name: kernel.to_owned(),
-        release: fetched.release.clone(),
-        vmlinuz: fetched.vmlinuz,
-        modules_dir: fetched.modules_dir,
-    };
-    let initramfs_cache = cache
-        .root()
-        .parent()
-        .map_or_else(|| cache.root().join("initramfs"), |p| p.join("initramfs"));
-    let mut config = QemuConfig::new(boot, exe, initramfs_cache);
+    let release = fetched.release.clone();
+    let mut config = QemuConfig::new(BootKernel::from(fetched), exe, cache.beside("initramfs"));
     config.accel = options.accel.parse().map_err(CliError::Usage)?;
     config.sessions = options.sessions.max(1);
     // More sessions than host CPUs still pay: a session waiting on 9p leaves its vCPU idle.
@@ -76,6 +67,6 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
     config.cpus = u32::try_from(options.sessions.clamp(1, host_cpus)).unwrap_or(1);
     Ok(ResolvedGuest {
         guest: Box::new(QemuGuest::new(config)),
-        kernel_release: Some(fetched.release),
+        kernel_release: Some(release),
     })
 }

@@ -7,11 +7,7 @@ use std::path::PathBuf;
 use labgrade_report::{LabStatus, RunReport};
 
 fn path(guest: &str) -> PathBuf {
-    let cache = labgrade_kernel::KernelCache::default_location();
-    let root = cache
-        .root()
-        .parent()
-        .map_or_else(|| cache.root().to_path_buf(), std::path::Path::to_path_buf);
+    let timings = labgrade_kernel::KernelCache::default_location().beside("timings");
     let name: String = guest
         .chars()
         .map(|c| {
@@ -22,7 +18,7 @@ fn path(guest: &str) -> PathBuf {
             }
         })
         .collect();
-    root.join("timings").join(format!("{name}.json"))
+    timings.join(format!("{name}.json"))
 }
 
 /// Lab id -> milliseconds of its last run on `guest`; empty when there is no history.

@@ -325,11 +325,7 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
         .unwrap_or_default();
     assert!(left.is_empty(), "temp files left behind: {left:?}");
     let cache = labgrade_kernel::KernelCache::default_location();
-    let initramfs_dir = cache
-        .root()
-        .parent()
-        .map(|p| p.join("initramfs"))
-        .unwrap_or_default();
+    let initramfs_dir = cache.beside("initramfs");
     let partial: Vec<_> = std::fs::read_dir(&initramfs_dir)
         .map(|d| {
             d.flatten()

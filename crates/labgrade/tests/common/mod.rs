@@ -90,17 +90,7 @@ pub fn qemu_guest_with(
             "{kernel} is not in the kernel cache ({e}); fetch it: labgrade kernel fetch {kernel}"
         )
     })?;
-    let boot = labgrade_qemu::BootKernel {
-        name: kernel.to_owned(),
-        release: k.release,
-        vmlinuz: k.vmlinuz,
-        modules_dir: k.modules_dir,
-    };
-    let initramfs = cache
-        .root()
-        .parent()
-        .map_or_else(|| cache.root().join("initramfs"), |p| p.join("initramfs"));
-    let mut config = labgrade_qemu::QemuConfig::new(boot, exe(), initramfs);
+    let mut config = labgrade_qemu::QemuConfig::new(k.into(), exe(), cache.beside("initramfs"));
     config.sessions = 1;
     config.cpus = 1;
     tune(&mut config);
