@@ -884,13 +884,7 @@ mod tests {
     use super::*;
     use std::ffi::OsString;
 
-    fn touch(root: &Path, rel: &str) {
-        let path = root.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
-        }
-        std::fs::write(path, b"x").expect("write");
-    }
+    use crate::test_support::touch;
 
     /// Puts a fake unpacked kernel into the cache the way a fetch does.
     fn install_fake(cache: &KernelCache, name: &str, release: &str, version: &str) -> Kernel {

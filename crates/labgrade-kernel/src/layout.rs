@@ -98,13 +98,7 @@ fn only_release(tree: &Path) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn touch(root: &Path, rel: &str) {
-        let path = root.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
-        }
-        std::fs::write(path, b"x").expect("write");
-    }
+    use crate::test_support::touch;
 
     fn tempdir() -> tempfile::TempDir {
         tempfile::tempdir().expect("tempdir")

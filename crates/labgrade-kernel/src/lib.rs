@@ -14,6 +14,8 @@ mod error;
 mod layout;
 mod mirror;
 mod source;
+#[cfg(test)]
+mod test_support;
 
 use std::path::PathBuf;
 

@@ -42,8 +42,7 @@ pub fn run(args: &KernelArgs) -> Result<ExitCode, CliError> {
             let sources = kernels
                 .iter()
                 .map(|k| k.parse::<KernelSource>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| cli_error(&cache, e))?;
+                .collect::<Result<Vec<_>, _>>()?;
             let offline = FetchOptions {
                 mirror: mirror.clone(),
                 offline: true,
@@ -57,17 +56,15 @@ pub fn run(args: &KernelArgs) -> Result<ExitCode, CliError> {
                     Ok(kernel) => kernel,
                     Err(KernelError::NotCached { .. }) => {
                         eprintln!("fetching {source} into {} ...", cache.root().display());
-                        cache
-                            .fetch(source, &online)
-                            .map_err(|e| cli_error(&cache, e))?
+                        cache.fetch(source, &online)?
                     }
-                    Err(e) => return Err(cli_error(&cache, e)),
+                    Err(e) => return Err(e.into()),
                 };
                 println!("{}", line(&kernel));
             }
         }
         KernelCommand::List => {
-            let kernels = cache.list().map_err(|e| cli_error(&cache, e))?;
+            let kernels = cache.list()?;
             if kernels.is_empty() {
                 eprintln!(
                     "no kernels cached in {}; get one with: labgrade kernel fetch debian:6.1",
@@ -95,10 +92,4 @@ fn line(kernel: &Kernel) -> String {
         kernel.release,
         kernel.vmlinuz.display()
     )
-}
-
-/// Bad selectors, files and versions are usage errors (exit 2); the network, the archive tools
-/// and the disk failing are infrastructure errors (exit 3).
-fn cli_error(_cache: &KernelCache, e: KernelError) -> CliError {
-    CliError::Kernel(e)
 }
