@@ -28,7 +28,7 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabRep
     if let Some(pending) = &lab.pending {
         report.status = LabStatus::Skip;
         report.reason = Some(format!("pending: {pending}"));
-    } else if let Some(missing) = caps.missing(&lab.needs).filter(|_| known(caps, lab)) {
+    } else if let Some(missing) = caps.missing(&lab.needs) {
         // Already known to be missing: no session needed to say so.
         report.status = LabStatus::Skip;
         report.reason = Some(missing);
@@ -60,14 +60,6 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabRep
     }
     report.duration_ms = ms(started);
     report
-}
-
-/// Is every capability the lab needs already probed?
-fn known(caps: &GuestCapabilities, lab: &Lab) -> bool {
-    let results = caps.results();
-    lab.needs
-        .iter()
-        .all(|n| results.iter().any(|r| r.cap == *n))
 }
 
 /// Paths whose facts must be kept after step N, for `unchanged_since = N` checks later.

@@ -57,16 +57,14 @@ impl GuestCapabilities {
         }
     }
 
-    /// The reason a lab needing `needs` must be skipped here, or `None` if all are available.
+    /// The reason a lab needing `needs` must be skipped here: the capabilities among them already
+    /// probed and found missing. `None` when none is known to be missing (some may be unprobed).
     pub fn missing(&self, needs: &[Capability]) -> Option<String> {
         let known = self.results();
         let missing: Vec<String> = needs
             .iter()
-            .filter_map(|cap| match known.iter().find(|r| r.cap == *cap) {
-                Some(r) if r.available => None,
-                Some(r) => Some(format!("needs {cap} ({}): {}", cap.meaning(), r.detail)),
-                None => Some(format!("needs {cap} ({}): not probed", cap.meaning())),
-            })
+            .filter_map(|cap| known.iter().find(|r| r.cap == *cap && !r.available))
+            .map(|r| format!("needs {} ({}): {}", r.cap, r.cap.meaning(), r.detail))
             .collect();
         (!missing.is_empty()).then(|| missing.join("; "))
     }
@@ -123,5 +121,38 @@ fn probe(session: &mut AgentSession, caps: &[Capability]) -> Result<Vec<ProbeRes
             message: format!("expected probe results, got {other:?}"),
             stderr: String::new(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_capabilities_probed_and_found_missing_skip_a_lab() {
+        let caps = GuestCapabilities::new();
+        let needs = [Capability::Overlay, Capability::XfsV4];
+        assert_eq!(
+            caps.missing(&needs),
+            None,
+            "nothing probed yet: nothing known missing"
+        );
+        if let Ok(mut s) = caps.state.lock() {
+            s.known.push(ProbeResult {
+                cap: Capability::Overlay,
+                available: true,
+                detail: "mounted".into(),
+            });
+            s.known.push(ProbeResult {
+                cap: Capability::XfsV4,
+                available: false,
+                detail: "V4 refused".into(),
+            });
+        }
+        assert_eq!(
+            caps.missing(&needs).as_deref(),
+            Some("needs xfs-v4 (the kernel mounts XFS V4 (crc=0, ftype=0) images): V4 refused")
+        );
+        assert_eq!(caps.missing(&[Capability::Overlay, Capability::Xfs]), None);
     }
 }
