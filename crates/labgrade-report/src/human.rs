@@ -47,7 +47,7 @@ pub fn render_timings(report: &RunReport) -> String {
     let mut out = String::from("timings (wall):\n");
     let _ = writeln!(
         out,
-        "  {:>9}  probing the guest's capabilities",
+        "  {:>9}  probing capabilities (summed over sessions, alongside labs)",
         secs(report.probe_ms)
     );
     let mut labs: Vec<&LabReport> = report.labs.iter().collect();

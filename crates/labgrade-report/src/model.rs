@@ -15,7 +15,8 @@ pub struct RunReport {
     pub kmsg_unavailable: Option<String>,
     /// Every lab, in the order asked.
     pub labs: Vec<LabReport>,
-    /// Milliseconds spent probing the guest's capabilities.
+    /// Milliseconds spent probing the guest's capabilities, summed over the sessions that
+    /// probed (probes run inside lab sessions, alongside other labs).
     pub probe_ms: u64,
     /// Wall time of the whole run in milliseconds.
     pub duration_ms: u64,
@@ -95,7 +96,8 @@ pub struct LabReport {
     pub steps: Vec<StepReport>,
     /// Snapshots taken.
     pub snapshots: Vec<SnapshotReport>,
-    /// Wall time in milliseconds.
+    /// Wall time in milliseconds from its session being ready to its end (a VM's boot is not
+    /// counted against the lab that happened to start first).
     pub duration_ms: u64,
 }
 
