@@ -109,7 +109,7 @@ $B poweroff -f
 
 /// Why the initramfs could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum InitramfsError {
+pub(crate) enum InitramfsError {
     /// No static busybox on the host.
     #[error("no static busybox found ({0}); install it: apt-get install busybox-static")]
     Busybox(String),
@@ -145,7 +145,10 @@ fn static_busybox() -> Result<Vec<u8>, InitramfsError> {
 }
 
 /// The initramfs for `kernel`, built once and kept in `cache_dir` (written atomically).
-pub fn initramfs_for(kernel: &BootKernel, cache_dir: &Path) -> Result<PathBuf, InitramfsError> {
+pub(crate) fn initramfs_for(
+    kernel: &BootKernel,
+    cache_dir: &Path,
+) -> Result<PathBuf, InitramfsError> {
     let busybox = static_busybox()?;
     let mut key = fnv1a(INIT.as_bytes());
     key ^= fnv1a(&busybox).rotate_left(1);

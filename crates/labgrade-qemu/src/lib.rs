@@ -23,8 +23,7 @@ use std::time::Duration;
 use labgrade_guest::{AgentSession, Guest, GuestError};
 
 pub use accel::Accel;
-pub use initramfs::{InitramfsError, initramfs_for};
-pub use modules::ModuleError;
+use initramfs::initramfs_for;
 
 /// The kernel to boot: an unpacked vmlinuz and its modules directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,8 +124,8 @@ struct Shared {
 pub struct QemuGuest {
     config: QemuConfig,
     shared: Arc<Shared>,
-    /// Which accelerator was chosen, and why.
-    pub accel_choice: (Accel, String),
+    /// Which accelerator was chosen, and why: logged at boot, and part of every boot error.
+    accel_choice: (Accel, String),
 }
 
 impl QemuGuest {
@@ -162,6 +161,7 @@ impl QemuGuest {
             cpus: self.config.cpus,
             ports: self.config.sessions.max(1),
         };
+        tracing::info!(guest = %self.name(), accel = %self.accel_choice.0, why = %self.accel_choice.1, "booting");
         let vm = vm::Vm::start(&spec).map_err(|e| {
             format!("cannot start qemu-system-x86_64: {e} (install qemu-system-x86)")
         })?;
@@ -175,9 +175,10 @@ impl QemuGuest {
     }
 
     fn boot_error(&self, message: String, console: String) -> GuestError {
+        let (accel, why) = &self.accel_choice;
         GuestError::Boot {
             guest: self.name(),
-            message,
+            message: format!("{message} (accelerator {accel}: {why})"),
             console,
         }
     }

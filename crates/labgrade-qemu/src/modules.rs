@@ -12,7 +12,7 @@ use std::process::Command;
 
 /// Why modules could not be gathered.
 #[derive(Debug, thiserror::Error)]
-pub enum ModuleError {
+pub(crate) enum ModuleError {
     /// The module tree could not be read.
     #[error("cannot read the kernel modules at {path}: {source}")]
     Read {
