@@ -80,6 +80,22 @@ pub enum Response {
     Bye,
 }
 
+impl Response {
+    /// The reply's name on the wire, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Hello(_) => "hello",
+            Response::Probed { .. } => "probed",
+            Response::Output { .. } => "output",
+            Response::Ran(_) => "ran",
+            Response::Inspected { .. } => "inspected",
+            Response::Snapshotted { .. } => "snapshotted",
+            Response::Error { .. } => "error",
+            Response::Bye => "bye",
+        }
+    }
+}
+
 /// How the agent is running, so reports can state it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {

@@ -51,8 +51,10 @@ impl AgentSession {
             ended_cleanly,
             _guard: guard,
         };
+        let started = std::time::Instant::now();
         match session.receive()? {
             Response::Hello(hello) => {
+                tracing::debug!(elapsed = ?started.elapsed(), "agent said hello");
                 session.hello = hello;
                 Ok(session)
             }
@@ -77,6 +79,7 @@ impl AgentSession {
         request: &Request,
         on_output: &mut dyn FnMut(&str, &str),
     ) -> Result<Response, GuestError> {
+        let started = std::time::Instant::now();
         let mut line = serde_json::to_vec(request)
             .map_err(|e| self.agent_error(format!("cannot encode request: {e}")))?;
         line.push(b'\n');
@@ -99,7 +102,8 @@ impl AgentSession {
                     Ok(Response::Bye)
                 }
                 r => Ok(r),
-            };
+            }
+            .inspect(|r| tracing::debug!(reply = r.kind(), elapsed = ?started.elapsed(), "agent replied"));
         }
     }
 

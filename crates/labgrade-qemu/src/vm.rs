@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -171,6 +171,9 @@ impl Drop for Vm {
     }
 }
 
+/// A minimal firmware for direct kernel boot.
+const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
 fn qemu_args(spec: &VmSpec) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_owned()));
@@ -184,6 +187,11 @@ fn qemu_args(spec: &VmSpec) -> Vec<String> {
     match spec.accel {
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg | Accel::Auto => push(&["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    }
+    // qboot starts a Linux kernel sooner than SeaBIOS (about 0.1 s under TCG); it ships with
+    // qemu-system-data, but is optional.
+    if Path::new(QBOOT).is_file() {
+        push(&["-bios", QBOOT]);
     }
     let mem = spec.memory_mib.to_string();
     let cpus = spec.cpus.to_string();
