@@ -6,8 +6,10 @@
 //! the host. It decides nothing about pass or fail; that is the runner's job, so the logic that
 //! judges stays testable without root.
 
+mod disks;
 mod facts;
 mod kmsg;
+mod loopdev;
 mod namespaces;
 mod probe;
 pub mod proto;
@@ -46,6 +48,7 @@ pub enum AgentError {
 ///
 /// Must be called while the process is still single-threaded.
 pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentError> {
+    let host = disks::HostFiles::before_namespaces();
     let privilege = match enter_private_namespaces() {
         Ok(p) => p,
         Err(e) => {
@@ -64,6 +67,8 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
     std::fs::create_dir_all(&ctl)?;
     let mut kmsg = kmsg::KernelLog::open();
     let mut digests = DigestCache::default();
+    // Held for the session: a loop device lives while the agent holds it or a mount uses it.
+    let mut attached: Vec<disks::AttachedDisk> = Vec::new();
     let mut session = match session::ShellSession::start(&lab, &ctl) {
         Ok(s) => s,
         Err(e) => {
@@ -102,12 +107,55 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
             }
         };
         let response = match request {
-            Request::Probe { caps } => Response::Probed {
+            Request::Probe { caps, images } => Response::Probed {
                 results: caps
                     .into_iter()
-                    .map(|c| probe::probe(c, &ctl.join("probe"), &mut kmsg))
+                    .map(|c| {
+                        let image = images
+                            .iter()
+                            .find(|i| i.cap == c)
+                            .map(|i| host.open(&i.path).map_err(|e| (i.path.clone(), e)));
+                        match image {
+                            Some(Err((path, e))) => proto::ProbeResult {
+                                cap: c,
+                                available: false,
+                                detail: format!("cannot read the probe image {path}: {e}"),
+                            },
+                            Some(Ok(f)) => probe::probe(c, Some(&f), &ctl.join("probe"), &mut kmsg),
+                            None => probe::probe(c, None, &ctl.join("probe"), &mut kmsg),
+                        }
+                    })
                     .collect(),
             },
+            Request::Attach { disks } => {
+                let mut done = Vec::new();
+                let mut failed = None;
+                for d in &disks {
+                    let copy_to = ctl.join(format!("disk-{}.img", attached.len()));
+                    match disks::attach(&d.source, &host, &copy_to) {
+                        Ok(a) => {
+                            let device = a.device.display().to_string();
+                            attached.push(a);
+                            if let Err(e) = session.export(&d.env, &device) {
+                                failed = Some(format!("cannot set ${}: {e}", d.env));
+                                break;
+                            }
+                            done.push(proto::AttachedDisk {
+                                env: d.env.clone(),
+                                device,
+                            });
+                        }
+                        Err(e) => {
+                            failed = Some(format!("cannot attach ${}: {e}", d.env));
+                            break;
+                        }
+                    }
+                }
+                match failed {
+                    Some(message) => Response::Error { message },
+                    None => Response::Attached { disks: done },
+                }
+            }
             Request::Run {
                 step,
                 script,

@@ -14,6 +14,14 @@ pub enum Request {
     Probe {
         /// The capabilities to try.
         caps: Vec<Capability>,
+        /// Filesystem images (host paths) for the capabilities that mount one: `xfs`, `xfs-v4`.
+        #[serde(default)]
+        images: Vec<ProbeImage>,
+    },
+    /// Hand the lab its scratch disks, each in a shell variable, before the first step.
+    Attach {
+        /// The disks.
+        disks: Vec<AttachDisk>,
     },
     /// Run one step's shell text in the lab's session.
     Run {
@@ -52,6 +60,11 @@ pub enum Response {
         /// One per capability asked.
         results: Vec<ProbeResult>,
     },
+    /// The scratch disks are ready, in the order asked.
+    Attached {
+        /// One per disk.
+        disks: Vec<AttachedDisk>,
+    },
     /// A piece of a streamed step's output; more may follow, then [`Response::Ran`].
     Output {
         /// `stdout` or `stderr`.
@@ -86,6 +99,7 @@ impl Response {
         match self {
             Response::Hello(_) => "hello",
             Response::Probed { .. } => "probed",
+            Response::Attached { .. } => "attached",
             Response::Output { .. } => "output",
             Response::Ran(_) => "ran",
             Response::Inspected { .. } => "inspected",
@@ -131,6 +145,50 @@ impl std::fmt::Display for Privilege {
             ),
         }
     }
+}
+
+/// The image a capability's probe mounts (read-only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeImage {
+    /// The capability.
+    pub cap: Capability,
+    /// The image, a host path the guest can read.
+    pub path: String,
+}
+
+/// One scratch disk to hand over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachDisk {
+    /// The shell variable that gets the device path, e.g. `DISK_XFS`.
+    pub env: String,
+    /// Where the formatted filesystem is.
+    pub source: DiskSource,
+}
+
+/// Where a scratch disk comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskSource {
+    /// A virtio disk the backend has already written the image onto, found by its serial.
+    Block {
+        /// The disk's serial (`/sys/block/*/serial`).
+        serial: String,
+    },
+    /// An image file (a host path) the agent copies onto its own tmpfs and attaches to a loop
+    /// device, so the image itself is never written.
+    Image {
+        /// The image.
+        path: String,
+    },
+}
+
+/// A scratch disk, handed over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedDisk {
+    /// The shell variable set.
+    pub env: String,
+    /// The block device it names, e.g. `/dev/vdb` or `/dev/loop3`.
+    pub device: String,
 }
 
 /// Whether a capability works here, and the evidence.

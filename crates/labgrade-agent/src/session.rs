@@ -181,6 +181,18 @@ impl ShellSession {
         outcome
     }
 
+    /// Sets a shell variable for the steps to come (the driver reads its stdin in order).
+    pub(crate) fn export(&mut self, name: &str, value: &str) -> std::io::Result<()> {
+        let quoted = value.replace('\'', r"'\''");
+        match self.stdin.as_mut() {
+            Some(stdin) => {
+                stdin.write_all(format!("export {name}='{quoted}'\n").as_bytes())?;
+                stdin.flush()
+            }
+            None => Err(std::io::Error::other("the shell session has ended")),
+        }
+    }
+
     /// Kills the session and with it (as init of the pid namespace) every process of the lab.
     pub(crate) fn kill(&mut self) {
         self.ended = true;

@@ -81,6 +81,8 @@ impl Guest for HostGuest {
                 }
             }
         });
+        // Disks come from the default provider: the agent copies each image onto its own
+        // tmpfs and attaches a loop device to it.
         AgentSession::establish(
             Box::new(BufReader::new(stdout)),
             Box::new(stdin),

@@ -8,7 +8,7 @@ mod host;
 mod session;
 
 pub use host::HostGuest;
-pub use session::AgentSession;
+pub use session::{AgentSession, DiskProvider};
 
 /// Something labs can run on.
 pub trait Guest: Send + Sync + std::fmt::Debug {
@@ -17,6 +17,18 @@ pub trait Guest: Send + Sync + std::fmt::Debug {
 
     /// Starts a fresh agent session: new namespaces, a new shell, an empty `$LAB`.
     fn start_session(&self) -> Result<AgentSession, GuestError>;
+}
+
+/// A scratch disk for a session ([`AgentSession::attach_disks`]): the formatted image (made by
+/// `labgrade-disk` on the host) and the shell variable that names the device. Backends decide
+/// what the device is: a loop device over a private copy (host), a virtio disk the image is
+/// written onto (QEMU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchDisk {
+    /// e.g. `DISK_XFS`.
+    pub env: String,
+    /// The image, a host path.
+    pub image: std::path::PathBuf,
 }
 
 /// The guest could not serve: always an infrastructure error (exit code 3), never a lab failure.

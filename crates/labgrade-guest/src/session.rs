@@ -4,9 +4,16 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use labgrade_agent::proto::{Hello, Request, Response};
+use labgrade_agent::proto::{AttachDisk, AttachedDisk, DiskSource, Hello, Request, Response};
+
+use crate::ScratchDisk;
 
 use crate::GuestError;
+
+/// How a backend provides scratch disks: it readies each image (e.g. writes it onto a VM's disk
+/// slot) and says where the agent finds it.
+pub type DiskProvider =
+    Box<dyn FnMut(&[ScratchDisk]) -> Result<Vec<AttachDisk>, GuestError> + Send>;
 
 /// One agent, one lab. Dropping it ends the agent and, with it, every process and mount of the
 /// lab (the backend's guard kills what it started).
@@ -16,6 +23,7 @@ pub struct AgentSession {
     stderr: Arc<Mutex<String>>,
     hello: Hello,
     ended_cleanly: Arc<AtomicBool>,
+    disk_provider: Option<DiskProvider>,
     // Dropped last: the process (or VM) the session runs in.
     _guard: Box<dyn Send>,
 }
@@ -24,6 +32,7 @@ impl std::fmt::Debug for AgentSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentSession")
             .field("hello", &self.hello)
+            .field("disk_provider", &self.disk_provider.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +58,7 @@ impl AgentSession {
                 kmsg_unavailable: None,
             },
             ended_cleanly,
+            disk_provider: None,
             _guard: guard,
         };
         let started = std::time::Instant::now();
@@ -65,6 +75,35 @@ impl AgentSession {
     /// What the agent said about itself when it started.
     pub fn hello(&self) -> &Hello {
         &self.hello
+    }
+
+    /// Sets how this session's backend provides scratch disks. Without one, the agent is given
+    /// each image's path, copies it onto its tmpfs and attaches a loop device.
+    pub fn set_disk_provider(&mut self, provider: DiskProvider) {
+        self.disk_provider = Some(provider);
+    }
+
+    /// Hands the session its scratch disks, each in its shell variable for the steps to come.
+    pub fn attach_disks(&mut self, disks: &[ScratchDisk]) -> Result<Vec<AttachedDisk>, GuestError> {
+        if disks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sources = match self.disk_provider.as_mut() {
+            Some(provide) => provide(disks)?,
+            None => disks
+                .iter()
+                .map(|d| AttachDisk {
+                    env: d.env.clone(),
+                    source: DiskSource::Image {
+                        path: d.image.display().to_string(),
+                    },
+                })
+                .collect(),
+        };
+        match self.request(&Request::Attach { disks: sources })? {
+            Response::Attached { disks } => Ok(disks),
+            other => Err(self.agent_error(format!("expected attached disks, got {other:?}"))),
+        }
     }
 
     /// Sends one request and waits for its response. An `Error` response becomes a [`GuestError`].

@@ -20,9 +20,10 @@ use crate::modules::{ModuleError, ModuleIndex};
 
 /// Modules the guest cannot work without: the console ports and the 9p root.
 const ESSENTIAL: &[&str] = &["virtio_pci", "virtio_console", "9pnet_virtio", "9p"];
-/// Loaded at boot too: /dev/loop-control exists only once loop is loaded, so opening it cannot
-/// trigger the load.
-const AT_BOOT: &[&str] = &["loop"];
+/// Loaded at boot too, where the kernel has them as modules: /dev/loop-control exists only once
+/// loop is loaded, so opening it cannot trigger the load;
+/// virtio_blk: the scratch disk slots.
+const AT_BOOT: &[&str] = &["loop", "virtio_blk"];
 /// Loaded on first use through the modprobe shim, where the kernel has them as modules.
 /// crc32c is listed because xfs and ext4 ask for it at run time (`crypto-crc32c`), not by
 /// `depends=`.
@@ -150,7 +151,17 @@ pub(crate) fn initramfs_for(
     cache_dir: &Path,
 ) -> Result<PathBuf, InitramfsError> {
     let busybox = static_busybox()?;
+    // Everything that goes into the image is in its key: the scripts, the module lists, busybox
+    // and the kernel's modules.
     let mut key = fnv1a(INIT.as_bytes());
+    key ^= fnv1a(MODPROBE.as_bytes()).rotate_left(4);
+    key ^= fnv1a(
+        [ESSENTIAL, AT_BOOT, ON_DEMAND]
+            .concat()
+            .join(" ")
+            .as_bytes(),
+    )
+    .rotate_left(5);
     key ^= fnv1a(&busybox).rotate_left(1);
     key ^= fnv1a(kernel.modules_dir.to_string_lossy().as_bytes()).rotate_left(2);
     if let Ok(meta) = fs::metadata(&kernel.modules_dir) {

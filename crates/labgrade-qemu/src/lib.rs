@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use labgrade_guest::{AgentSession, Guest, GuestError};
+use labgrade_agent::proto::{AttachDisk, DiskSource};
+use labgrade_guest::{AgentSession, Guest, GuestError, ScratchDisk};
 
 pub use accel::Accel;
 use initramfs::initramfs_for;
@@ -64,6 +65,9 @@ pub struct QemuConfig {
     pub memory_mib: u32,
     /// Agent sessions that can run at once (one virtio-serial port each).
     pub sessions: usize,
+    /// Scratch disks a session can have: virtio disk slots per port. Each costs boot time (about
+    /// 0.15 s under TCG), so it is as many as the labs to run need, and none by default.
+    pub disks_per_session: usize,
     /// Where built initramfs images are kept.
     pub cache_dir: PathBuf,
     /// Longest wait from starting QEMU to the first agent's hello.
@@ -80,6 +84,7 @@ impl QemuConfig {
             cpus: 2,
             memory_mib: 2048,
             sessions: 2,
+            disks_per_session: 0,
             cache_dir,
             boot_timeout: Duration::from_secs(120),
         }
@@ -163,6 +168,7 @@ impl QemuGuest {
             memory_mib: self.config.memory_mib,
             cpus: self.config.cpus,
             ports: self.config.sessions.max(1),
+            disks_per_port: self.config.disks_per_session,
         };
         tracing::info!(guest = %self.name(), accel = %self.accel_choice.0, why = %self.accel_choice.1, "booting");
         let vm = vm::Vm::start(&spec).map_err(|e| {
@@ -185,6 +191,54 @@ impl QemuGuest {
             console,
         }
     }
+}
+
+/// Writes each disk's image onto one of the port's slots. The agent on this port has said hello,
+/// so the port's previous agent has exited and its mounts of the slots are gone: the slots are
+/// ours to rewrite.
+fn provide_disks(
+    port: usize,
+    slots: &[std::fs::File],
+    disks: &[ScratchDisk],
+) -> Result<Vec<AttachDisk>, GuestError> {
+    if disks.len() > slots.len() {
+        return Err(GuestError::Agent {
+            message: format!(
+                "a lab in a VM can have at most {} scratch disks, not {}",
+                slots.len(),
+                disks.len()
+            ),
+            stderr: String::new(),
+        });
+    }
+    let mut attach = Vec::new();
+    for (slot, (disk, file)) in disks.iter().zip(slots).enumerate() {
+        write_slot(file, &disk.image).map_err(|e| GuestError::Agent {
+            message: format!(
+                "cannot write the disk image {} for ${}: {e}",
+                disk.image.display(),
+                disk.env
+            ),
+            stderr: String::new(),
+        })?;
+        attach.push(AttachDisk {
+            env: disk.env.clone(),
+            source: DiskSource::Block {
+                serial: vm::disk_serial(port, slot),
+            },
+        });
+    }
+    Ok(attach)
+}
+
+/// Empties a disk slot and writes `image` onto it (only the image's data; the rest reads as
+/// zeros).
+fn write_slot(slot: &std::fs::File, image: &std::path::Path) -> std::io::Result<()> {
+    let image = std::fs::File::open(image)?;
+    slot.set_len(0)?;
+    slot.set_len(vm::SLOT_BYTES)?;
+    labgrade_disk::copy_sparse(&image, slot)?;
+    Ok(())
 }
 
 /// Returns a port to the pool when its session ended cleanly; retires it otherwise.
@@ -226,7 +280,7 @@ impl Guest for QemuGuest {
                 Err(e) => State::Failed(e),
             };
         }
-        let (index, first, stream, console) = loop {
+        let (index, first, stream, console, slots) = loop {
             match &mut *state {
                 State::Failed(e) => return Err(self.boot_error(e.clone(), String::new())),
                 State::NotBooted => return Err(poisoned()),
@@ -237,7 +291,13 @@ impl Guest for QemuGuest {
                             .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
                         let first = !r.greeted[i];
                         r.greeted[i] = true;
-                        break (i, first, stream, Arc::clone(&r.vm.console));
+                        let per = self.config.disks_per_session;
+                        let slots = r.vm.disks[i * per..][..per]
+                            .iter()
+                            .map(std::fs::File::try_clone)
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
+                        break (i, first, stream, Arc::clone(&r.vm.console), slots);
                     }
                     if r.dead == r.vm.ports.len() {
                         let tail = r.vm.console.lock().map(|c| c.tail()).unwrap_or_default();
@@ -268,7 +328,7 @@ impl Guest for QemuGuest {
         let timeouts = stream
             .try_clone()
             .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
-        let session = AgentSession::establish(
+        let mut session = AgentSession::establish(
             Box::new(BufReader::new(stream)),
             Box::new(writer),
             Arc::default(),
@@ -288,6 +348,7 @@ impl Guest for QemuGuest {
             self.boot_error(what, tail)
         })?;
         let _ = timeouts.set_read_timeout(Some(REPLY_TIMEOUT));
+        session.set_disk_provider(Box::new(move |disks| provide_disks(index, &slots, disks)));
         Ok(session)
     }
 }

@@ -3,6 +3,7 @@
 //! inherits (no socket files, nothing left on disk).
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::signal::Signal;
 
 use crate::Accel;
@@ -28,7 +30,13 @@ pub(crate) struct VmSpec {
     pub(crate) memory_mib: u32,
     pub(crate) cpus: u32,
     pub(crate) ports: usize,
+    /// Scratch disks per port: virtio disks whose content the host rewrites for each session.
+    pub(crate) disks_per_port: usize,
 }
+
+/// A scratch disk slot's size as the guest sees it. The backing memfd is sparse: only what is
+/// written costs memory.
+pub(crate) const SLOT_BYTES: u64 = (labgrade_spec::MAX_DISK_MIB) << 20;
 
 /// The last lines the guest's serial console printed.
 #[derive(Debug, Default)]
@@ -56,6 +64,8 @@ impl Console {
 #[derive(Debug)]
 pub(crate) struct Vm {
     pub(crate) ports: Vec<UnixStream>,
+    /// Scratch disk slots, `disks_per_port` for each port in order: memfds QEMU shares.
+    pub(crate) disks: Vec<File>,
     pub(crate) console: Arc<Mutex<Console>>,
     stop: Option<mpsc::Sender<()>>,
     keeper: Option<JoinHandle<()>>,
@@ -70,6 +80,19 @@ impl Vm {
             let (a, b) = UnixStream::pair()?;
             ours.push(a);
             theirs.push(OwnedFd::from(b));
+        }
+        let mut disks = Vec::new();
+        for i in 0..spec.ports * spec.disks_per_port {
+            let fd = memfd_create(format!("labgrade-disk-{i}").as_str(), MFdFlags::MFD_CLOEXEC)
+                .map_err(std::io::Error::from)?;
+            let file = File::from(fd);
+            file.set_len(SLOT_BYTES)?;
+            // QEMU picks from an fd set by access mode, and opens read-only as well as
+            // read-write: give it both.
+            let read_only = File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+            theirs.push(OwnedFd::from(file.try_clone()?));
+            theirs.push(OwnedFd::from(read_only));
+            disks.push(file);
         }
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(qemu_args(spec))
@@ -150,6 +173,7 @@ impl Vm {
         match started_rx.recv() {
             Ok(Ok(())) => Ok(Vm {
                 ports: ours,
+                disks,
                 console,
                 stop: Some(stop_tx),
                 keeper: Some(keeper),
@@ -224,5 +248,27 @@ fn qemu_args(spec: &VmSpec) -> Vec<String> {
         let device = format!("virtserialport,bus=ports.0,chardev=port{i},name=labgrade.{i}");
         push(&["-chardev", &chardev, "-device", &device]);
     }
+    // Disk slots follow the ports in the inherited fds; QEMU opens each through an fd set.
+    for i in 0..spec.ports * spec.disks_per_port {
+        let (port, slot) = (i / spec.disks_per_port, i % spec.disks_per_port);
+        let first = 3 + spec.ports + 2 * i;
+        let add_fd = format!("fd={first},set={}", i + 1);
+        let add_fd_ro = format!("fd={},set={}", first + 1, i + 1);
+        let drive = format!(
+            "if=none,id=disk{i},format=raw,file=/dev/fdset/{},cache=unsafe",
+            i + 1
+        );
+        let device = format!(
+            "virtio-blk-pci,drive=disk{i},serial={}",
+            disk_serial(port, slot)
+        );
+        push(&["-add-fd", &add_fd, "-add-fd", &add_fd_ro]);
+        push(&["-drive", &drive, "-device", &device]);
+    }
     a
+}
+
+/// The serial the guest finds a port's scratch disk slot by.
+pub(crate) fn disk_serial(port: usize, slot: usize) -> String {
+    format!("labgrade-{port}-{slot}")
 }

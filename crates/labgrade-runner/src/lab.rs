@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use labgrade_agent::proto::{PathFacts, Request, Response, StepOutcome};
-use labgrade_guest::{AgentSession, Guest, GuestError};
+use labgrade_guest::{AgentSession, Guest, GuestError, ScratchDisk};
 use labgrade_report::{CheckReport, CheckStatus, LabReport, LabStatus, SnapshotReport, StepReport};
 use labgrade_spec::{Fact, Lab, Step};
 
@@ -46,7 +46,8 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabRep
                             report.reason = Some(missing);
                             Ok(())
                         }
-                        None => drive(&mut session, lab, &mut report),
+                        None => attach_disks(&mut session, lab, caps)
+                            .and_then(|()| drive(&mut session, lab, &mut report)),
                     }
                 });
                 if let Err(e) = outcome {
@@ -63,6 +64,35 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabRep
     }
     report.duration_ms = ms(started);
     report
+}
+
+/// Makes the lab's disk images (cached) and hands them to the session.
+fn attach_disks(
+    session: &mut AgentSession,
+    lab: &Lab,
+    caps: &GuestCapabilities,
+) -> Result<(), GuestError> {
+    let disks = lab
+        .disks
+        .iter()
+        .map(|d| {
+            caps.images()
+                .image(&d.format)
+                .map(|image| ScratchDisk {
+                    env: d.env_var(),
+                    image,
+                })
+                .map_err(|e| GuestError::Agent {
+                    message: format!(
+                        "cannot make the disk `{}` ({}): {e}",
+                        d.name,
+                        d.format.describe()
+                    ),
+                    stderr: String::new(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    session.attach_disks(&disks).map(drop)
 }
 
 /// Paths whose facts must be kept after step N, for `unchanged_since = N` checks later.

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use labgrade_disk::ImageCache;
 use labgrade_guest::{Guest, GuestError};
 use labgrade_report::{LabReport, RunReport};
 use labgrade_spec::Lab;
@@ -28,15 +29,24 @@ pub struct RunOptions {
     /// so a slow lab does not start last and hold up the end of the run. Labs without a figure
     /// start before all others. Reports keep the labs' own order either way.
     pub expected_ms: std::collections::HashMap<String, u64>,
+    /// Where the filesystem images for scratch disks and XFS probes are made and kept.
+    pub images: ImageCache,
 }
 
-impl Default for RunOptions {
-    fn default() -> Self {
+impl RunOptions {
+    /// One lab per CPU, no timings known.
+    pub fn new(images: ImageCache) -> RunOptions {
         RunOptions {
-            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            jobs: default_jobs(),
             expected_ms: std::collections::HashMap::new(),
+            images,
         }
     }
+}
+
+/// Labs (or guests) at once unless told otherwise: one per CPU.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The order to start labs in: longest expected first, unknown ones before those.
@@ -57,7 +67,7 @@ pub fn run_labs(
     on_done: &(dyn Fn(&LabReport) + Sync),
 ) -> Result<RunReport, GuestError> {
     let started = Instant::now();
-    let caps = GuestCapabilities::new();
+    let caps = GuestCapabilities::new(options.images.clone());
     let order = start_order(labs, &options.expected_ms);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<LabReport>>> = Mutex::new(vec![None; labs.len()]);

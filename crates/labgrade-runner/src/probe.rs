@@ -8,15 +8,17 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use labgrade_agent::proto::{Hello, ProbeResult, Request, Response};
+use labgrade_agent::proto::{Hello, ProbeImage, ProbeResult, Request, Response};
+use labgrade_disk::ImageCache;
 use labgrade_guest::{AgentSession, GuestError};
-use labgrade_spec::Capability;
+use labgrade_spec::{Capability, DiskFormat, Filesystem};
 
 /// The capabilities of one guest, filled in as labs need them; shared by the labs of a run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct GuestCapabilities {
     state: Mutex<State>,
     changed: Condvar,
+    images: ImageCache,
 }
 
 #[derive(Debug, Default)]
@@ -28,9 +30,18 @@ struct State {
 }
 
 impl GuestCapabilities {
-    /// Nothing known yet.
-    pub fn new() -> GuestCapabilities {
-        GuestCapabilities::default()
+    /// Nothing known yet; XFS probes mount images made in `images`.
+    pub fn new(images: ImageCache) -> GuestCapabilities {
+        GuestCapabilities {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            images,
+        }
+    }
+
+    /// Where images for disks and probes come from.
+    pub(crate) fn images(&self) -> &ImageCache {
+        &self.images
     }
 
     /// The first session's hello: how labs run on this guest (root or a user namespace).
@@ -102,7 +113,7 @@ impl GuestCapabilities {
             state.probing.extend(mine.iter().copied());
             drop(state);
             let started = Instant::now();
-            let outcome = probe(session, &mine);
+            let outcome = probe(session, &mine, &self.images);
             state = self.state.lock().map_err(|_| lock_err())?;
             state.probing.retain(|c| !mine.contains(c));
             state.spent += started.elapsed();
@@ -112,11 +123,57 @@ impl GuestCapabilities {
     }
 }
 
-fn probe(session: &mut AgentSession, caps: &[Capability]) -> Result<Vec<ProbeResult>, GuestError> {
-    match session.request(&Request::Probe {
-        caps: caps.to_vec(),
-    })? {
-        Response::Probed { results } => Ok(results),
+/// The image each XFS probe mounts: what `mkfs.xfs` makes by default, and the V4 format.
+fn probe_format(cap: Capability) -> Option<DiskFormat> {
+    let mkfs: &[&str] = match cap {
+        Capability::Xfs => &[],
+        Capability::XfsV4 => &["-m", "crc=0", "-n", "ftype=0"],
+        _ => return None,
+    };
+    Some(DiskFormat {
+        fs: Filesystem::Xfs,
+        mkfs: mkfs.iter().map(|s| (*s).to_owned()).collect(),
+        size_mib: labgrade_spec::DEFAULT_DISK_MIB,
+    })
+}
+
+fn probe(
+    session: &mut AgentSession,
+    caps: &[Capability],
+    cache: &ImageCache,
+) -> Result<Vec<ProbeResult>, GuestError> {
+    // An image the host cannot make settles its probe here; the rest go to the guest.
+    let mut settled = Vec::new();
+    let mut images = Vec::new();
+    for &cap in caps {
+        let Some(format) = probe_format(cap) else {
+            continue;
+        };
+        match cache.image(&format) {
+            Ok(path) => images.push(ProbeImage {
+                cap,
+                path: path.display().to_string(),
+            }),
+            Err(e) => settled.push(ProbeResult {
+                cap,
+                available: false,
+                detail: format!("cannot make the probe image ({}): {e}", format.describe()),
+            }),
+        }
+    }
+    let ask: Vec<Capability> = caps
+        .iter()
+        .copied()
+        .filter(|c| !settled.iter().any(|r| r.cap == *c))
+        .collect();
+    if ask.is_empty() {
+        return Ok(settled);
+    }
+    match session.request(&Request::Probe { caps: ask, images })? {
+        Response::Probed { mut results } => {
+            results.extend(settled);
+            Ok(results)
+        }
         other => Err(GuestError::Agent {
             message: format!("expected probe results, got {other:?}"),
             stderr: String::new(),
@@ -130,7 +187,7 @@ mod tests {
 
     #[test]
     fn only_capabilities_probed_and_found_missing_skip_a_lab() {
-        let caps = GuestCapabilities::new();
+        let caps = GuestCapabilities::new(ImageCache::new("/nonexistent".into()));
         let needs = [Capability::Overlay, Capability::XfsV4];
         assert_eq!(
             caps.missing(&needs),

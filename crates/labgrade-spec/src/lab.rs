@@ -7,7 +7,7 @@ use std::time::Duration;
 use labgrade_snap::EntryKind;
 use serde::{Deserialize, Serialize};
 
-use crate::Capability;
+use crate::{Capability, Disk};
 
 /// One lab: shell steps run in a single session, with typed checks after each step.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Lab {
     pub lesson: LessonRef,
     /// What the guest must offer; a lab whose needs are missing is skipped with the reason.
     pub needs: Vec<Capability>,
+    /// Scratch disks the guest formats and hands over before the first step.
+    pub disks: Vec<Disk>,
     /// A lab that is written down but cannot run yet, with the reason; always reported as skipped.
     pub pending: Option<String>,
     /// The steps, in order.

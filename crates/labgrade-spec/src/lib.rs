@@ -7,11 +7,13 @@
 //! file, line and column and says what to do.
 
 mod capability;
+mod disk;
 mod error;
 mod lab;
 mod load;
 
 pub use capability::{Capability, UnknownCapability};
+pub use disk::{DEFAULT_DISK_MIB, Disk, DiskFormat, Filesystem, MAX_DISK_MIB};
 pub use error::{InvalidLab, SpecError};
 pub use lab::{Check, ExitExpectation, Fact, Lab, LessonRef, OutputCheck, Step};
 pub use load::{DEFAULT_STEP_TIMEOUT, lab_id, load_dir, load_lab, parse_lab};

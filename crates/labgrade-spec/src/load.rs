@@ -9,9 +9,10 @@ use labgrade_snap::EntryKind;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::Capability;
+use crate::disk::parse_size_mib;
 use crate::error::{InvalidLab, SpecError};
 use crate::lab::{Check, ExitExpectation, Fact, Lab, LessonRef, OutputCheck, Step};
+use crate::{Capability, DEFAULT_DISK_MIB, Disk, DiskFormat, Filesystem, MAX_DISK_MIB};
 
 /// How long a step may run unless its lab says otherwise.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,8 +28,20 @@ struct RawLab {
     needs: Vec<Spanned<String>>,
     pending: Option<String>,
     snapshot: Option<OneOrMany>,
+    #[serde(default, rename = "disk")]
+    disks: Vec<Spanned<RawDisk>>,
     #[serde(default, rename = "step")]
     steps: Vec<Spanned<RawStep>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    name: Spanned<String>,
+    fs: Spanned<String>,
+    #[serde(default)]
+    mkfs: String,
+    size: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +193,25 @@ pub fn parse_lab(path: &Path, text: &str) -> Result<Lab, SpecError> {
         }
     }
 
+    let mut disks: Vec<Disk> = Vec::new();
+    for spanned in &raw.disks {
+        let d = spanned.get_ref();
+        let disk = disk(d, &err)?;
+        if disks.iter().any(|other| other.name == disk.name) {
+            return Err(err(
+                d.name.span(),
+                format!("a second disk named `{}`", disk.name),
+                Some("give each [[disk]] its own name".into()),
+            ));
+        }
+        if let Some(cap) = disk.format.fs.needs()
+            && !needs.contains(&cap)
+        {
+            needs.push(cap);
+        }
+        disks.push(disk);
+    }
+
     if raw.steps.is_empty() && raw.pending.is_none() {
         return Err(err(
             0..0,
@@ -288,9 +320,63 @@ pub fn parse_lab(path: &Path, text: &str) -> Result<Lab, SpecError> {
         title: raw.title,
         lesson: raw.lesson,
         needs,
+        disks,
         pending: raw.pending,
         steps,
         end_snapshots,
+    })
+}
+
+fn disk(d: &RawDisk, err: &ErrFn<'_>) -> Result<Disk, SpecError> {
+    let name = d.name.get_ref();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(err(
+            d.name.span(),
+            format!("disk name `{name}` cannot name a shell variable"),
+            Some(
+                "use lower-case letters, digits and `_`, e.g. `name = \"xfs\"` for $DISK_XFS"
+                    .into(),
+            ),
+        ));
+    }
+    let fs = Filesystem::ALL
+        .into_iter()
+        .find(|f| f.as_str() == d.fs.get_ref())
+        .ok_or_else(|| {
+            let known: Vec<&str> = Filesystem::ALL.iter().map(|f| f.as_str()).collect();
+            err(
+                d.fs.span(),
+                format!("unknown filesystem `{}`", d.fs.get_ref()),
+                Some(format!("scratch disks can be: {}", known.join(", "))),
+            )
+        })?;
+    let size_mib = match &d.size {
+        None => DEFAULT_DISK_MIB,
+        Some(size) => match parse_size_mib(size.get_ref()) {
+            Some(mib) if (1..=MAX_DISK_MIB).contains(&mib) => mib,
+            _ => {
+                return Err(err(
+                    size.span(),
+                    format!(
+                        "disk size `{}` is not a size from 1M to {MAX_DISK_MIB}M",
+                        size.get_ref()
+                    ),
+                    Some("write it like `300M` or `1G`".into()),
+                ));
+            }
+        },
+    };
+    Ok(Disk {
+        name: name.clone(),
+        format: DiskFormat {
+            fs,
+            mkfs: d.mkfs.split_whitespace().map(str::to_owned).collect(),
+            size_mib,
+        },
     })
 }
 

@@ -128,3 +128,55 @@ fn a_check_that_asserts_nothing_is_refused() {
     help: add a fact: exists, absent, kind, whiteout, opaque, content, contains, size, sha256, entries, xattr, no_xattr or unchanged_since
     ");
 }
+
+const WITH_DISK: &str = r#"
+title = "upper on XFS without d_type"
+lesson = { file = "07-overlay-filesystems.md", section = "s" }
+needs = ["overlay"]
+
+[[disk]]
+name = "xfs"
+fs = "xfs"
+mkfs = "-m crc=0  -n ftype=0"
+
+[[step]]
+run = "mount $DISK_XFS $LAB/xfs"
+"#;
+
+#[test]
+fn a_disk_is_typed_and_brings_its_filesystem_need() -> Result<(), SpecError> {
+    let lab = parse_lab(Path::new("labs/x/13-xfs.toml"), WITH_DISK)?;
+    assert_eq!(lab.needs, vec![Capability::Overlay, Capability::Xfs]);
+    assert_eq!(lab.disks.len(), 1);
+    let disk = &lab.disks[0];
+    assert_eq!(disk.env_var(), "DISK_XFS");
+    assert_eq!(
+        disk.format,
+        crate::DiskFormat {
+            fs: crate::Filesystem::Xfs,
+            mkfs: ["-m", "crc=0", "-n", "ftype=0"].map(String::from).to_vec(),
+            size_mib: crate::DEFAULT_DISK_MIB,
+        }
+    );
+    assert_eq!(
+        disk.format.describe(),
+        "mkfs.xfs -m crc=0 -n ftype=0, 300 MiB"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bad_disk_says_what_would_do() {
+    insta::assert_snapshot!(invalid(&WITH_DISK.replace("fs = \"xfs\"", "fs = \"btrfs\"")), @"
+    labs/x/01-bad.toml:8:6: unknown filesystem `btrfs`
+    help: scratch disks can be: ext4, xfs
+    ");
+    insta::assert_snapshot!(invalid(&WITH_DISK.replace("name = \"xfs\"", "name = \"my disk\"")), @"
+    labs/x/01-bad.toml:7:8: disk name `my disk` cannot name a shell variable
+    help: use lower-case letters, digits and `_`, e.g. `name = \"xfs\"` for $DISK_XFS
+    ");
+    insta::assert_snapshot!(invalid(&WITH_DISK.replace("fs = \"xfs\"", "fs = \"xfs\"\nsize = \"9T\"")), @"
+    labs/x/01-bad.toml:9:8: disk size `9T` is not a size from 1M to 4096M
+    help: write it like `300M` or `1G`
+    ");
+}

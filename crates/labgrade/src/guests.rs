@@ -9,6 +9,11 @@ use labgrade_qemu::{BootKernel, QemuConfig, QemuGuest};
 
 use crate::exit::CliError;
 
+/// Where disk images for scratch disks and XFS probes are kept: beside the kernels.
+pub fn image_cache() -> labgrade_disk::ImageCache {
+    labgrade_disk::ImageCache::new(KernelCache::default_location().beside("disks"))
+}
+
 /// How qemu guests are built, from the command line.
 #[derive(Debug, Clone)]
 pub struct GuestOptions {
@@ -16,6 +21,8 @@ pub struct GuestOptions {
     pub accel: String,
     /// Sessions (labs at once) inside one VM, and its vCPUs.
     pub sessions: usize,
+    /// Scratch disks one session may need: the most any lab to run has.
+    pub disks_per_session: usize,
     /// Mirror for kernel downloads, if not the machine's own.
     pub mirror: Option<String>,
 }
@@ -62,6 +69,7 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
     let mut config = QemuConfig::new(BootKernel::from(fetched), exe, cache.beside("initramfs"));
     config.accel = options.accel.parse().map_err(CliError::Usage)?;
     config.sessions = options.sessions.max(1);
+    config.disks_per_session = options.disks_per_session;
     // More sessions than host CPUs still pay: a session waiting on 9p leaves its vCPU idle.
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     config.cpus = u32::try_from(options.sessions.clamp(1, host_cpus)).unwrap_or(1);

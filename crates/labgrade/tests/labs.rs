@@ -15,7 +15,7 @@ fn lab_passes_on_host(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let lab = labgrade_spec::load_lab(&path)?;
     let guest = common::host();
-    let caps = GuestCapabilities::new();
+    let caps = GuestCapabilities::new(common::images());
     let report = run_lab(&guest, &lab, &caps);
     let run = common::one_lab_run("host", &caps, &report);
     println!("{}", render_human(&run));

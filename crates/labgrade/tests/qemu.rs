@@ -19,14 +19,14 @@ fn lab_passes_on_kernel(
         // Nothing boots for a pending lab; the host test covers its skip.
         return Ok(());
     }
-    let guest = match common::qemu_guest(kernel, 1) {
+    let guest = match common::qemu_guest_with(kernel, |c| c.disks_per_session = lab.disks.len()) {
         Ok(g) => g,
         Err(reason) => {
             common::skip_or_fail(&reason);
             return Ok(());
         }
     };
-    let caps = GuestCapabilities::new();
+    let caps = GuestCapabilities::new(common::images());
     let report = run_lab(&guest, &lab, &caps);
     let run = common::one_lab_run(&format!("qemu:{kernel}"), &caps, &report);
     println!("{}", render_human(&run));

@@ -46,6 +46,7 @@ pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
         &crate::guests::GuestOptions {
             accel: args.accel.clone(),
             sessions: 1,
+            disks_per_session: 0,
             mirror: None,
         },
     )?

@@ -63,7 +63,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
     let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
     let jobs = args
         .jobs
-        .unwrap_or_else(|| RunOptions::default().jobs)
+        .unwrap_or_else(labgrade_runner::default_jobs)
         .max(1);
     let mut names: Vec<String> = args
         .kernels
@@ -77,6 +77,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
     let options = GuestOptions {
         accel: args.accel.clone(),
         sessions: 1,
+        disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
         mirror: args.mirror.clone(),
     };
     let mut guests: Vec<(String, Result<ResolvedGuest, String>)> = Vec::new();
@@ -119,6 +120,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
                             let options = RunOptions {
                                 jobs: 1,
                                 expected_ms: crate::history::load(name),
+                                images: crate::guests::image_cache(),
                             };
                             let run = labgrade_runner::run_labs(
                                 g.guest.as_ref(),

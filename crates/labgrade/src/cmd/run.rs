@@ -54,7 +54,7 @@ pub struct RunArgs {
 /// Runs the labs and renders the report; the exit code follows the documented contract.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
-    let mut options = RunOptions::default();
+    let mut options = RunOptions::new(crate::guests::image_cache());
     if let Some(j) = args.jobs {
         options.jobs = j.max(1);
     }
@@ -63,6 +63,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
         &crate::guests::GuestOptions {
             accel: args.accel.clone(),
             sessions: options.jobs,
+            disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
             mirror: None,
         },
     )?

@@ -55,6 +55,11 @@ pub fn host_overlay_mounts() -> Vec<String> {
 /// The kernels the qemu tests run on: the matrix.
 pub const KERNELS: [&str; 4] = ["debian:5.10", "debian:6.1", "debian:6.12", "debian:7"];
 
+/// Where tests keep disk images: the same cache as `labgrade` itself.
+pub fn images() -> labgrade_disk::ImageCache {
+    labgrade_disk::ImageCache::new(labgrade_kernel::KernelCache::default_location().beside("disks"))
+}
+
 /// Set by CI (scripts/test-all), which installs QEMU and fetches the kernels: a qemu test may not
 /// skip there.
 pub fn qemu_required() -> bool {
