@@ -47,6 +47,8 @@ exit 1
 
 /// Kernel command-line word carrying the agent's path (inside the shared host root).
 pub(crate) const AGENT_PARAM: &str = "labgrade.agent";
+/// Kernel command-line word carrying the locale archive's directory (host path).
+pub(crate) const LOCALE_PARAM: &str = "labgrade.locale";
 
 const INIT: &str = r#"#!/bin/busybox sh
 # labgrade guest init: modules, the host root read-only over 9p, one agent per virtio-serial port.
@@ -58,8 +60,12 @@ while read -r m; do
   $B insmod "/lib/modules/$m" || echo "labgrade-init: insmod $m failed"
 done < /lib/modules/order
 AGENT=
+LOCALE=
 for word in $($B cat /proc/cmdline); do
-  case "$word" in labgrade.agent=*) AGENT="${word#labgrade.agent=}" ;; esac
+  case "$word" in
+    labgrade.agent=*) AGENT="${word#labgrade.agent=}" ;;
+    labgrade.locale=*) LOCALE="${word#labgrade.locale=}" ;;
+  esac
 done
 [ -n "$AGENT" ] || echo "labgrade-init: no labgrade.agent= on the kernel command line"
 if ! $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose root /newroot; then
@@ -72,6 +78,9 @@ if [ ! -x "/newroot$AGENT" ]; then
   echo "labgrade-init: the agent $AGENT is not executable inside the guest"
   $B poweroff -f
 fi
+# One locale archive instead of a dozen files per program (see locale.rs in labgrade-qemu).
+[ -z "$LOCALE" ] || $B mount -o bind "/newroot$LOCALE" /newroot/usr/lib/locale ||
+  echo "labgrade-init: cannot bind the locale archive $LOCALE"
 $B mount -t proc proc /newroot/proc
 $B mount -t sysfs sysfs /newroot/sys
 $B mount -t devtmpfs devtmpfs /newroot/dev
@@ -291,7 +300,7 @@ fn has_interpreter(elf: &[u8]) -> bool {
     (0..count).any(|i| u32_at(phoff.saturating_add(i * size)) == PT_INTERP)
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

@@ -10,6 +10,7 @@
 mod accel;
 mod cpio;
 mod initramfs;
+mod locale;
 mod modules;
 mod vm;
 mod vmlinux;
@@ -157,7 +158,9 @@ impl QemuGuest {
              cryptomgr.notests {}={}",
             initramfs::AGENT_PARAM,
             self.config.agent_exe.display()
-        );
+        ) + &locale::locale_dir(&self.config.cache_dir)
+            .map(|d| format!(" {}={}", initramfs::LOCALE_PARAM, d.display()))
+            .unwrap_or_default();
         let kernel_image = vmlinux::vmlinux_for(&k.vmlinuz, &k.release, &self.config.cache_dir)
             .unwrap_or_else(|| k.vmlinuz.clone());
         let spec = vm::VmSpec {
