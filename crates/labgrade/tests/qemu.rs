@@ -121,3 +121,60 @@ fn a_guest_that_cannot_start_its_agent_fails_in_bounded_time_with_the_console() 
         "{err}"
     );
 }
+
+/// Runs `script` as one step of `session`, returning stdout; panics with the step's stderr if
+/// it failed.
+fn step(session: &mut labgrade_guest::AgentSession, script: &str) -> String {
+    use labgrade_agent::proto::{Request, Response};
+    let reply = session.request(&Request::Run {
+        step: 1,
+        script: script.into(),
+        timeout_ms: 60_000,
+        stream: false,
+    });
+    match reply {
+        Ok(Response::Ran(o)) if o.succeeded() => o.stdout,
+        other => panic!("`{script}` failed: {other:?}"),
+    }
+}
+
+#[test]
+fn each_session_gets_its_scratch_disk_as_new_even_on_a_reused_slot() {
+    use labgrade_agent::proto::Request;
+    use labgrade_guest::{Guest, ScratchDisk};
+    let guest = match common::qemu_guest_with("debian:6.1", |c| c.disks_per_session = 1) {
+        Ok(g) => g,
+        Err(reason) => return common::skip_or_fail(&reason),
+    };
+    let format = labgrade_spec::DiskFormat {
+        fs: labgrade_spec::Filesystem::Ext4,
+        mkfs: vec![],
+        size_mib: 64,
+    };
+    let image = common::images()
+        .image(&format)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let disks = [ScratchDisk {
+        env: "DISK_SCRATCH".into(),
+        image,
+    }];
+    // One port, one slot: the second session gets the very disk the first one wrote to, left
+    // mounted when its session ended.
+    for round in 0..2 {
+        let mut session = guest.start_session().unwrap_or_else(|e| panic!("{e}"));
+        let attached = session
+            .attach_disks(&disks)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(attached[0].device.starts_with("/dev/vd"), "{attached:?}");
+        let listing = step(
+            &mut session,
+            "mkdir -p $LAB/d && mount $DISK_SCRATCH $LAB/d && ls $LAB/d && \
+             echo round > $LAB/d/mark && sync",
+        );
+        assert_eq!(
+            listing, "lost+found\n",
+            "round {round}: the disk is not as mkfs made it"
+        );
+        let _ = session.request(&Request::Shutdown);
+    }
+}
