@@ -11,6 +11,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use labgrade_spec::DiskFormat;
 use nix::fcntl::{FallocateFlags, fallocate};
@@ -82,11 +83,13 @@ impl ImageCache {
             source,
         };
         fs::create_dir_all(&self.dir).map_err(io)?;
+        remove_stale_scratch(&self.dir);
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let tmp = self.dir.join(format!(
-            ".{}.{}.{:?}.tmp",
+            ".{}.{}.{}.tmp",
             format.fs,
             std::process::id(),
-            std::thread::current().id()
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let made = make(format, &program, &tmp).and_then(|()| {
             fs::rename(&tmp, &path).map_err(|source| DiskError::Io {
@@ -101,6 +104,31 @@ impl ImageCache {
             tracing::debug!(image = %path.display(), format = %format.describe(), "disk image made");
             path
         })
+    }
+}
+
+/// Removes images half-made by a labgrade that was killed (`.FS.PID.N.tmp`, PID gone).
+fn remove_stale_scratch(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let mut parts = name.split('.');
+        let (Some(""), Some(_fs), Some(pid), Some(_n), Some("tmp"), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            tracing::debug!(file = %entry.path().display(), "removing a half-made image");
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -304,13 +332,36 @@ mod tests {
             written > 0 && written <= allocated,
             "{written} of {allocated}"
         );
-        assert_eq!(fs::read(&image)?, fs::read(&copy_path)?);
+        assert_eq!(digest(&image)?, digest(&copy_path)?, "the copy reads as the image");
 
         let other = DiskFormat {
             mkfs: vec![],
             ..xfs_v4()
         };
         assert_ne!(cache.image(&other)?, image, "other options, another image");
+        Ok(())
+    }
+
+    fn digest(path: &Path) -> std::io::Result<Vec<u8>> {
+        let mut h = Sha256::new();
+        std::io::copy(&mut File::open(path)?, &mut h)?;
+        Ok(h.finalize().to_vec())
+    }
+
+    #[test]
+    fn a_half_made_image_of_a_dead_labgrade_is_removed() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let dead = dir.path().join(".xfs.999999999.0.tmp");
+        let alive = dir
+            .path()
+            .join(format!(".xfs.{}.0.tmp", std::process::id()));
+        let other = dir.path().join("xfs-0123.img");
+        for f in [&dead, &alive, &other] {
+            fs::write(f, "")?;
+        }
+        remove_stale_scratch(dir.path());
+        assert!(!dead.exists(), "the dead process's scratch file goes");
+        assert!(alive.exists() && other.exists(), "the rest stays");
         Ok(())
     }
 

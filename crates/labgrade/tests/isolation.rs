@@ -325,14 +325,12 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
         .unwrap_or_default();
     assert!(left.is_empty(), "temp files left behind: {left:?}");
     let cache = labgrade_kernel::KernelCache::default_location();
-    let initramfs_dir = cache.beside("initramfs");
-    let partial: Vec<_> = std::fs::read_dir(&initramfs_dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.to_string_lossy().ends_with(".tmp"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let partial: Vec<_> = ["initramfs", "disks"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(cache.beside(d)).into_iter().flatten())
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(partial.is_empty(), "half-written cache files: {partial:?}");
 }
