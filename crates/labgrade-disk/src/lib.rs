@@ -332,7 +332,11 @@ mod tests {
             written > 0 && written <= allocated,
             "{written} of {allocated}"
         );
-        assert_eq!(digest(&image)?, digest(&copy_path)?, "the copy reads as the image");
+        assert_eq!(
+            digest(&image)?,
+            digest(&copy_path)?,
+            "the copy reads as the image"
+        );
 
         let other = DiskFormat {
             mkfs: vec![],
