@@ -27,7 +27,8 @@ pub(crate) fn probe(
             Capability::Overlay => overlay_mount(&dir, "", kmsg),
             Capability::Metacopy => overlay_mount(&dir, ",metacopy=on", kmsg),
             Capability::TrustedXattr => trusted_xattr(&dir),
-            Capability::Xfs | Capability::XfsV4 => xfs(image, kmsg, &dir),
+            Capability::Xfs | Capability::XfsV4 => mount_image(image, "xfs", kmsg, &dir),
+            Capability::Ext4 => mount_image(image, "ext4", kmsg, &dir),
         });
     let _ = fs::remove_dir_all(&dir);
     match result {
@@ -93,8 +94,15 @@ fn trusted_xattr(dir: &Path) -> Result<String, String> {
         .map_err(|e| format!("setting a trusted.* xattr failed: {e} (it needs real root; a user namespace has only user.* xattrs)"))
 }
 
-fn xfs(image: Option<&File>, kmsg: &mut KernelLog, dir: &Path) -> Result<String, String> {
-    let image = image.ok_or("no image to mount was given (labgrade makes one with mkfs.xfs)")?;
+fn mount_image(
+    image: Option<&File>,
+    fstype: &str,
+    kmsg: &mut KernelLog,
+    dir: &Path,
+) -> Result<String, String> {
+    let image = image.ok_or_else(|| {
+        format!("no image to mount was given (labgrade makes one with mkfs.{fstype})")
+    })?;
     let mnt = dir.join("mnt");
     fs::create_dir_all(&mnt).map_err(|e| format!("mkdir: {e}"))?;
     let device =
@@ -103,7 +111,7 @@ fn xfs(image: Option<&File>, kmsg: &mut KernelLog, dir: &Path) -> Result<String,
     match mount(
         Some(&device.path),
         &mnt,
-        Some("xfs"),
+        Some(fstype),
         MsFlags::MS_RDONLY,
         None::<&str>,
     ) {
@@ -113,7 +121,7 @@ fn xfs(image: Option<&File>, kmsg: &mut KernelLog, dir: &Path) -> Result<String,
             Ok("a read-only mount of the image succeeded".into())
         }
         Err(e) => Err(with_kernel_words(
-            format!("mount -t xfs -o ro of the image failed: {}", e.desc()),
+            format!("mount -t {fstype} -o ro of the image failed: {}", e.desc()),
             kmsg,
         )),
     }

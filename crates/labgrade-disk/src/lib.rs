@@ -72,39 +72,63 @@ impl ImageCache {
             fs: format.fs.to_string(),
             package,
         })?;
-        let path = self
-            .dir
-            .join(format!("{}-{}.img", format.fs, key(format, &program)));
-        if path.is_file() {
-            return Ok(path);
+        let name = format!("{}-{}.img", format.fs, key(format, &program));
+        match image_in(&self.dir, &name, format, &program) {
+            // A cache this user cannot write (an unprivileged run with root's HOME): make the
+            // image in a directory of this user's own instead.
+            Err(DiskError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                let own =
+                    std::env::temp_dir().join(format!("labgrade-{}-disks", nix::unistd::getuid()));
+                tracing::debug!(cache = %self.dir.display(), fallback = %own.display(), "disk cache not writable");
+                image_in(&own, &name, format, &program)
+            }
+            other => other,
         }
-        let io = |source| DiskError::Io {
+    }
+}
+
+/// The image `name` in `dir`, made there now if it is not there yet.
+fn image_in(
+    dir: &Path,
+    name: &str,
+    format: &DiskFormat,
+    program: &Path,
+) -> Result<PathBuf, DiskError> {
+    let path = dir.join(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let io = |source| DiskError::Io {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(io)?;
+    remove_stale_scratch(dir);
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        format.fs,
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let made = make(format, program, &tmp).and_then(|()| {
+        fs::rename(&tmp, &path).map_err(|source| DiskError::Io {
             path: path.clone(),
             source,
-        };
-        fs::create_dir_all(&self.dir).map_err(io)?;
-        remove_stale_scratch(&self.dir);
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let tmp = self.dir.join(format!(
-            ".{}.{}.{}.tmp",
-            format.fs,
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let made = make(format, &program, &tmp).and_then(|()| {
-            fs::rename(&tmp, &path).map_err(|source| DiskError::Io {
-                path: path.clone(),
-                source,
-            })
-        });
-        if made.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        made.map(|()| {
-            tracing::debug!(image = %path.display(), format = %format.describe(), "disk image made");
-            path
         })
+    });
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
+    made.map(|()| {
+        tracing::debug!(image = %path.display(), format = %format.describe(), "disk image made");
+        path
+    })
 }
 
 /// Removes images half-made by a labgrade that was killed (`.FS.PID.N.tmp`, PID gone).

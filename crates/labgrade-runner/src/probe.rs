@@ -123,15 +123,16 @@ impl GuestCapabilities {
     }
 }
 
-/// The image each XFS probe mounts: what `mkfs.xfs` makes by default, and the V4 format.
+/// The image a filesystem probe mounts: what mkfs makes by default, and XFS's V4 format.
 fn probe_format(cap: Capability) -> Option<DiskFormat> {
-    let mkfs: &[&str] = match cap {
-        Capability::Xfs => &[],
-        Capability::XfsV4 => &["-m", "crc=0", "-n", "ftype=0"],
+    let (fs, mkfs): (Filesystem, &[&str]) = match cap {
+        Capability::Xfs => (Filesystem::Xfs, &[]),
+        Capability::XfsV4 => (Filesystem::Xfs, &["-m", "crc=0", "-n", "ftype=0"]),
+        Capability::Ext4 => (Filesystem::Ext4, &[]),
         _ => return None,
     };
     Some(DiskFormat {
-        fs: Filesystem::Xfs,
+        fs,
         mkfs: mkfs.iter().map(|s| (*s).to_owned()).collect(),
         size_mib: labgrade_spec::DEFAULT_DISK_MIB,
     })

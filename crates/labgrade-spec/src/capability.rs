@@ -19,18 +19,21 @@ pub enum Capability {
     Metacopy,
     /// An XFS image made with `mkfs.xfs` mounts on a loop device.
     Xfs,
+    /// An ext4 image made with `mkfs.ext4` mounts on a loop device.
+    Ext4,
     /// An XFS V4 image (`-m crc=0 -n ftype=0`) mounts: the kernel was built with XFS V4 support.
     XfsV4,
 }
 
 impl Capability {
     /// Every capability, in the order probes run.
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 6] = [
         Capability::Overlay,
         Capability::TrustedXattr,
         Capability::Metacopy,
         Capability::Xfs,
         Capability::XfsV4,
+        Capability::Ext4,
     ];
 
     /// The word used in lab files.
@@ -41,6 +44,7 @@ impl Capability {
             Capability::Metacopy => "metacopy",
             Capability::Xfs => "xfs",
             Capability::XfsV4 => "xfs-v4",
+            Capability::Ext4 => "ext4",
         }
     }
 
@@ -52,6 +56,7 @@ impl Capability {
             Capability::Metacopy => "overlay accepts metacopy=on",
             Capability::Xfs => "mkfs.xfs works and an XFS image mounts on a loop device",
             Capability::XfsV4 => "the kernel mounts XFS V4 (crc=0, ftype=0) images",
+            Capability::Ext4 => "an ext4 image mounts on a loop device",
         }
     }
 }

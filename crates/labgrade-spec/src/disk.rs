@@ -35,11 +35,12 @@ impl Filesystem {
         }
     }
 
-    /// What a guest must offer to mount it, beyond the block device.
-    pub fn needs(self) -> Option<Capability> {
+    /// What a guest must offer to mount it: probed by mounting such an image, which also
+    /// shows the guest can hand a lab a block device at all.
+    pub fn needs(self) -> Capability {
         match self {
-            Filesystem::Ext4 => None,
-            Filesystem::Xfs => Some(Capability::Xfs),
+            Filesystem::Ext4 => Capability::Ext4,
+            Filesystem::Xfs => Capability::Xfs,
         }
     }
 }

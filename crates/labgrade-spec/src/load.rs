@@ -204,9 +204,8 @@ pub fn parse_lab(path: &Path, text: &str) -> Result<Lab, SpecError> {
                 Some("give each [[disk]] its own name".into()),
             ));
         }
-        if let Some(cap) = disk.format.fs.needs()
-            && !needs.contains(&cap)
-        {
+        let cap = disk.format.fs.needs();
+        if !needs.contains(&cap) {
             needs.push(cap);
         }
         disks.push(disk);

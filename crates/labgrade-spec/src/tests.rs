@@ -80,7 +80,7 @@ fn an_unknown_capability_lists_the_known_ones() {
     let text = GOOD.replace("needs = [\"overlay\"]", "needs = [\"overlay\", \"docker\"]");
     insta::assert_snapshot!(invalid(&text), @"
     labs/x/01-bad.toml:4:21: unknown capability `docker`
-    help: known capabilities: `overlay` (overlay mounts work), `trusted-xattr` (trusted.* xattrs can be set (real root)), `metacopy` (overlay accepts metacopy=on), `xfs` (mkfs.xfs works and an XFS image mounts on a loop device), `xfs-v4` (the kernel mounts XFS V4 (crc=0, ftype=0) images)
+    help: known capabilities: `overlay` (overlay mounts work), `trusted-xattr` (trusted.* xattrs can be set (real root)), `metacopy` (overlay accepts metacopy=on), `xfs` (mkfs.xfs works and an XFS image mounts on a loop device), `xfs-v4` (the kernel mounts XFS V4 (crc=0, ftype=0) images), `ext4` (an ext4 image mounts on a loop device)
     ");
 }
 
@@ -147,6 +147,11 @@ run = "mount $DISK_XFS $LAB/xfs"
 fn a_disk_is_typed_and_brings_its_filesystem_need() -> Result<(), SpecError> {
     let lab = parse_lab(Path::new("labs/x/13-xfs.toml"), WITH_DISK)?;
     assert_eq!(lab.needs, vec![Capability::Overlay, Capability::Xfs]);
+    let ext4 = parse_lab(
+        Path::new("labs/x/15-ext4.toml"),
+        &WITH_DISK.replace("fs = \"xfs\"", "fs = \"ext4\""),
+    )?;
+    assert_eq!(ext4.needs, vec![Capability::Overlay, Capability::Ext4]);
     assert_eq!(lab.disks.len(), 1);
     let disk = &lab.disks[0];
     assert_eq!(disk.env_var(), "DISK_XFS");

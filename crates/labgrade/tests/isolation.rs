@@ -230,9 +230,16 @@ fn without_root_labs_run_in_a_user_namespace_and_say_so() {
         std::fs::copy(f.path(), &to).unwrap_or_else(|e| panic!("{e}"));
         world(&to, 0o644);
     }
+    // A cache the user cannot write, as root's HOME is when sudo or setpriv keep it: disk
+    // images must still be made (elsewhere), so the labs that need them are skipped for the
+    // real reason (no loop devices without root), not for the cache.
+    let cache = dir.path().join("root-owned-cache");
+    std::fs::create_dir(&cache).unwrap_or_else(|e| panic!("{e}"));
+    world(&cache, 0o755);
     let out = Command::new("setpriv")
         .args(unprivileged)
         .arg(&exe)
+        .env("LABGRADE_CACHE_DIR", &cache)
         .args(["run", "--format", "json", "--labs"])
         .arg(dir.path().join("labs"))
         .current_dir(dir.path())
@@ -263,6 +270,12 @@ fn without_root_labs_run_in_a_user_namespace_and_say_so() {
     assert!(
         delete_reason.contains("needs trusted-xattr"),
         "{delete_reason}"
+    );
+    let (ext4_status, ext4_reason) = status("upper-on-ext4").unwrap_or_default();
+    assert_eq!(ext4_status, "skip", "{ext4_reason}");
+    assert!(
+        ext4_reason.contains("cannot attach a loop device"),
+        "{ext4_reason}"
     );
     assert!(
         labs.iter()
