@@ -93,6 +93,20 @@ pub enum Response {
     Bye,
 }
 
+impl Request {
+    /// How long the runner waits for the reply: a step gets its own timeout (the agent ends it
+    /// then) plus a minute; anything else five minutes (probes and digests of big files).
+    pub fn reply_within(&self) -> std::time::Duration {
+        use std::time::Duration;
+        match self {
+            Request::Run { timeout_ms, .. } => {
+                Duration::from_millis(*timeout_ms).saturating_add(Duration::from_secs(60))
+            }
+            _ => Duration::from_secs(300),
+        }
+    }
+}
+
 impl Response {
     /// The reply's name on the wire, for logs.
     pub fn kind(&self) -> &'static str {
@@ -259,3 +273,23 @@ pub struct PathFacts {
 
 /// Largest file whose content is returned for `content` / `contains` checks.
 pub const TEXT_LIMIT: u64 = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_reply_is_awaited_past_the_steps_own_timeout() {
+        let long = Request::Run {
+            step: 1,
+            script: "sleep 400".into(),
+            timeout_ms: 600_000,
+            stream: true,
+        };
+        assert!(long.reply_within() > std::time::Duration::from_secs(600));
+        assert_eq!(
+            Request::Shutdown.reply_within(),
+            std::time::Duration::from_secs(300)
+        );
+    }
+}

@@ -3,6 +3,7 @@
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use labgrade_agent::proto::{AttachDisk, AttachedDisk, DiskSource, Hello, Request, Response};
 
@@ -24,6 +25,7 @@ pub struct AgentSession {
     hello: Hello,
     ended_cleanly: Arc<AtomicBool>,
     disk_provider: Option<DiskProvider>,
+    reply_timeout: Option<Box<dyn Fn(Duration) + Send>>,
     // Dropped last: the process (or VM) the session runs in.
     _guard: Box<dyn Send>,
 }
@@ -59,6 +61,7 @@ impl AgentSession {
             },
             ended_cleanly,
             disk_provider: None,
+            reply_timeout: None,
             _guard: guard,
         };
         let started = std::time::Instant::now();
@@ -75,6 +78,12 @@ impl AgentSession {
     /// What the agent said about itself when it started.
     pub fn hello(&self) -> &Hello {
         &self.hello
+    }
+
+    /// Sets how to bound the wait for each reply ([`Request::reply_within`]), for transports
+    /// that could otherwise wait for ever (a VM's port; a process's pipe ends when it dies).
+    pub fn set_reply_timeout(&mut self, set: Box<dyn Fn(Duration) + Send>) {
+        self.reply_timeout = Some(set);
     }
 
     /// Sets how this session's backend provides scratch disks. Without one, the agent is given
@@ -119,6 +128,9 @@ impl AgentSession {
         on_output: &mut dyn FnMut(&str, &str),
     ) -> Result<Response, GuestError> {
         let started = std::time::Instant::now();
+        if let Some(set) = &self.reply_timeout {
+            set(request.reply_within());
+        }
         let mut line = serde_json::to_vec(request)
             .map_err(|e| self.agent_error(format!("cannot encode request: {e}")))?;
         line.push(b'\n');

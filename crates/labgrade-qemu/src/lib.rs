@@ -15,13 +15,14 @@ mod modules;
 mod vm;
 mod vmlinux;
 
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use labgrade_agent::proto::{AttachDisk, DiskSource};
+use labgrade_agent::proto::{AttachDisk, DiskSource, Request};
 use labgrade_guest::{AgentSession, Guest, GuestError, ScratchDisk};
 
 pub use accel::Accel;
@@ -100,9 +101,6 @@ pub(crate) fn scratch_name(what: &str) -> String {
     format!(".{what}.{}.{thread}.tmp", std::process::id())
 }
 
-/// Longest wait for any one agent reply once booted (a step may take up to its own timeout).
-const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
-
 #[derive(Debug)]
 enum State {
     NotBooted,
@@ -113,10 +111,24 @@ enum State {
 #[derive(Debug)]
 struct Running {
     vm: vm::Vm,
+    ports: Vec<Port>,
     free: Vec<usize>,
     dead: usize,
-    /// Ports whose agent has said hello once: later hellos come fast.
-    greeted: Vec<bool>,
+}
+
+/// One virtio-serial port and what goes with it across the sessions it carries.
+#[derive(Debug)]
+struct Port {
+    /// The port's socket, for writing and for setting its read timeout.
+    stream: UnixStream,
+    /// The one reader the port ever has, lent to each session in turn: a read that ends one
+    /// session may already hold the next agent's hello, which a fresh reader would lose.
+    /// `None` while a session has it.
+    reader: Option<BufReader<UnixStream>>,
+    /// This port's scratch disk slots.
+    slots: Arc<[std::fs::File]>,
+    /// Its agent has said hello once: later hellos come fast (no boot to wait for).
+    greeted: bool,
 }
 
 #[derive(Debug)]
@@ -180,12 +192,26 @@ impl QemuGuest {
         let vm = vm::Vm::start(&spec).map_err(|e| {
             format!("cannot start qemu-system-x86_64: {e} (install qemu-system-x86)")
         })?;
-        let n = vm.ports.len();
+        let mut vm = vm;
+        let per = self.config.disks_per_session;
+        let mut slots = std::mem::take(&mut vm.disks).into_iter();
+        let ports = std::mem::take(&mut vm.ports)
+            .into_iter()
+            .map(|stream| {
+                Ok(Port {
+                    reader: Some(BufReader::new(stream.try_clone()?)),
+                    stream,
+                    slots: slots.by_ref().take(per).collect(),
+                    greeted: false,
+                })
+            })
+            .collect::<std::io::Result<Vec<Port>>>()
+            .map_err(|e| format!("cannot share a port of the VM: {e}"))?;
         Ok(Running {
             vm,
-            free: (0..n).rev().collect(),
+            free: (0..ports.len()).rev().collect(),
+            ports,
             dead: 0,
-            greeted: vec![false; n],
         })
     }
 
@@ -260,6 +286,49 @@ fn write_slot(slot: &std::fs::File, image: &std::path::Path) -> std::io::Result<
     Ok(())
 }
 
+/// A port's reader, lent to one session and given back to the port when the session ends.
+struct LentReader {
+    reader: Option<BufReader<UnixStream>>,
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl LentReader {
+    fn inner(&mut self) -> std::io::Result<&mut BufReader<UnixStream>> {
+        self.reader
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the port's reader was given back"))
+    }
+}
+
+impl Read for LentReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner()?.read(buf)
+    }
+}
+
+impl BufRead for LentReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner()?.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if let Ok(r) = self.inner() {
+            r.consume(amount);
+        }
+    }
+}
+
+impl Drop for LentReader {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.shared.state.lock()
+            && let State::Running(r) = &mut *state
+        {
+            r.ports[self.index].reader = self.reader.take();
+        }
+    }
+}
+
 /// Returns a port to the pool when its session ended cleanly; retires it otherwise.
 struct PortLease {
     shared: Arc<Shared>,
@@ -299,26 +368,29 @@ impl Guest for QemuGuest {
                 Err(e) => State::Failed(e),
             };
         }
-        let (index, first, stream, console, slots) = loop {
+        let (index, first, reader, writer, timeouts, console, slots) = loop {
             match &mut *state {
                 State::Failed(e) => return Err(self.boot_error(e.clone(), String::new())),
                 State::NotBooted => return Err(poisoned()),
                 State::Running(r) => {
-                    if let Some(i) = r.free.pop() {
-                        let stream = r.vm.ports[i]
-                            .try_clone()
-                            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
-                        let first = !r.greeted[i];
-                        r.greeted[i] = true;
-                        let per = self.config.disks_per_session;
-                        let slots = r.vm.disks[i * per..][..per]
-                            .iter()
-                            .map(std::fs::File::try_clone)
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
-                        break (i, first, stream, Arc::clone(&r.vm.console), slots);
+                    if let Some(&i) = r.free.last() {
+                        // Everything that can fail comes before the port leaves the pool.
+                        let port = &mut r.ports[i];
+                        let clone = |s: &UnixStream| {
+                            s.try_clone()
+                                .map_err(|e| self.boot_error(e.to_string(), String::new()))
+                        };
+                        let (writer, timeouts) = (clone(&port.stream)?, clone(&port.stream)?);
+                        let Some(reader) = port.reader.take() else {
+                            return Err(poisoned());
+                        };
+                        let first = !std::mem::replace(&mut port.greeted, true);
+                        let slots = Arc::clone(&port.slots);
+                        r.free.pop();
+                        let console = Arc::clone(&r.vm.console);
+                        break (i, first, reader, writer, timeouts, console, slots);
                     }
-                    if r.dead == r.vm.ports.len() {
+                    if r.dead == r.ports.len() {
                         let tail = r.vm.console.lock().map(|c| c.tail()).unwrap_or_default();
                         return Err(self
                             .boot_error("every agent port of the guest has failed".into(), tail));
@@ -332,23 +404,22 @@ impl Guest for QemuGuest {
         let wait = if first {
             self.config.boot_timeout
         } else {
-            REPLY_TIMEOUT
+            Request::Shutdown.reply_within()
         };
-        let _ = stream.set_read_timeout(Some(wait));
-        let writer = stream
-            .try_clone()
-            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
+        let _ = timeouts.set_read_timeout(Some(wait));
         let ended_cleanly = Arc::new(AtomicBool::new(false));
         let lease = PortLease {
             shared: Arc::clone(&self.shared),
             index,
             ended_cleanly: Arc::clone(&ended_cleanly),
         };
-        let timeouts = stream
-            .try_clone()
-            .map_err(|e| self.boot_error(e.to_string(), String::new()))?;
+        let reader = LentReader {
+            reader: Some(reader),
+            shared: Arc::clone(&self.shared),
+            index,
+        };
         let mut session = AgentSession::establish(
-            Box::new(BufReader::new(stream)),
+            Box::new(reader),
             Box::new(writer),
             Arc::default(),
             ended_cleanly,
@@ -366,7 +437,10 @@ impl Guest for QemuGuest {
             };
             self.boot_error(what, tail)
         })?;
-        let _ = timeouts.set_read_timeout(Some(REPLY_TIMEOUT));
+        // Each reply may take as long as its request allows (a step, its own timeout).
+        session.set_reply_timeout(Box::new(move |limit| {
+            let _ = timeouts.set_read_timeout(Some(limit));
+        }));
         session.set_disk_provider(Box::new(move |disks| provide_disks(index, &slots, disks)));
         Ok(session)
     }

@@ -99,6 +99,21 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // QEMU finds them at 3, 4, ... Move them above that range first, so no dup2 below
+        // overwrites a source it has yet to copy, or lands on its own source (which would keep
+        // that fd close-on-exec).
+        let above = 3 + i32::try_from(theirs.len()).unwrap_or(i32::MAX - 3);
+        let theirs: Vec<OwnedFd> = theirs
+            .iter()
+            .map(|fd| {
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(above))
+                    .map(|raw| {
+                        // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+                        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
+                    })
+                    .map_err(std::io::Error::from)
+            })
+            .collect::<std::io::Result<_>>()?;
         let raw: Vec<i32> = theirs.iter().map(AsRawFd::as_raw_fd).collect();
         // SAFETY: only async-signal-safe calls (prctl, dup2) between fork and exec.
         unsafe {
