@@ -9,8 +9,13 @@ use labgrade_snap::{DigestCache, Entry, EntryKind, SnapError};
 
 use crate::proto::{PathFacts, TEXT_LIMIT};
 
-/// Reads one path relative to `lab`.
-pub(crate) fn inspect(lab: &Path, rel: &str, digests: &mut DigestCache) -> PathFacts {
+/// Reads one path relative to `lab`, and its content as text if `with_text`.
+pub(crate) fn inspect(
+    lab: &Path,
+    rel: &str,
+    with_text: bool,
+    digests: &mut DigestCache,
+) -> PathFacts {
     let full = lab.join(rel);
     let mut facts = PathFacts {
         path: rel.to_owned(),
@@ -21,7 +26,10 @@ pub(crate) fn inspect(lab: &Path, rel: &str, digests: &mut DigestCache) -> PathF
     };
     match Entry::read_cached(&full, rel, digests) {
         Ok(entry) => {
-            if entry.kind == EntryKind::File && entry.size.is_some_and(|s| s <= TEXT_LIMIT) {
+            if with_text
+                && entry.kind == EntryKind::File
+                && entry.size.is_some_and(|s| s <= TEXT_LIMIT)
+            {
                 match fs::read(&full) {
                     Ok(bytes) => facts.text = Some(String::from_utf8_lossy(&bytes).into_owned()),
                     Err(e) => facts.error = Some(format!("cannot read {rel}: {e}")),
@@ -50,4 +58,25 @@ pub(crate) fn inspect(lab: &Path, rel: &str, digests: &mut DigestCache) -> PathF
         Err(e) => facts.error = Some(e.to_string()),
     }
     facts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_travels_only_when_asked_for() -> std::io::Result<()> {
+        let lab = tempfile::tempdir()?;
+        fs::write(lab.path().join("f"), "hello\n")?;
+        let mut digests = DigestCache::default();
+        let bare = inspect(lab.path(), "f", false, &mut digests);
+        assert_eq!(bare.text, None);
+        assert!(
+            bare.entry.is_some_and(|e| e.sha256.is_some()),
+            "the digest is always read"
+        );
+        let read = inspect(lab.path(), "f", true, &mut digests);
+        assert_eq!(read.text.as_deref(), Some("hello\n"));
+        Ok(())
+    }
 }

@@ -174,10 +174,10 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                     if stream { Some(&mut send_piece) } else { None };
                 Response::Ran(session.run(step, &script, timeout, &mut kmsg, sink))
             }
-            Request::Inspect { paths } => Response::Inspected {
+            Request::Inspect { paths, text_of } => Response::Inspected {
                 facts: paths
                     .iter()
-                    .map(|p| facts::inspect(&lab, p, &mut digests))
+                    .map(|p| facts::inspect(&lab, p, text_of.contains(p), &mut digests))
                     .collect(),
             },
             Request::Snapshot { dir } => Response::Snapshotted {

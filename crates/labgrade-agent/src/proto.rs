@@ -39,6 +39,10 @@ pub enum Request {
     Inspect {
         /// The paths.
         paths: Vec<String>,
+        /// Those among them whose content (up to [`TEXT_LIMIT`]) is wanted as text: only
+        /// content checks read it, and a 1 MiB file is 6 MiB of escaped JSON.
+        #[serde(default)]
+        text_of: Vec<String>,
     },
     /// Snapshot a directory relative to `$LAB`.
     Snapshot {
@@ -263,7 +267,8 @@ pub struct PathFacts {
     pub path: String,
     /// stat + xattrs + digest, or `None` if the path does not exist.
     pub entry: Option<Entry>,
-    /// A regular file's content (lossily decoded), if at most [`TEXT_LIMIT`] bytes.
+    /// A regular file's content (lossily decoded), if asked for and at most [`TEXT_LIMIT`]
+    /// bytes.
     pub text: Option<String>,
     /// A directory's entry names, sorted.
     pub children: Option<Vec<String>>,

@@ -127,8 +127,14 @@ fn drive(session: &mut AgentSession, lab: &Lab, report: &mut LabReport) -> Resul
         if let Some(later) = needed.get(&step.number) {
             paths.extend(later.iter().cloned());
         }
+        let text_of: Vec<String> = step
+            .checks
+            .iter()
+            .filter(|c| matches!(c.fact, Fact::Content(_) | Fact::Contains(_)))
+            .map(|c| c.path.clone())
+            .collect();
         let facts = if ended_as_expected && !outcome.session_ended {
-            inspect(session, &paths)?
+            inspect(session, &paths, text_of)?
         } else {
             BTreeMap::new()
         };
@@ -196,12 +202,14 @@ fn run_step(session: &mut AgentSession, step: &Step) -> Result<StepOutcome, Gues
 fn inspect(
     session: &mut AgentSession,
     paths: &BTreeSet<String>,
+    text_of: Vec<String>,
 ) -> Result<BTreeMap<String, PathFacts>, GuestError> {
     if paths.is_empty() {
         return Ok(BTreeMap::new());
     }
     match session.request(&Request::Inspect {
         paths: paths.iter().cloned().collect(),
+        text_of,
     })? {
         Response::Inspected { facts } => {
             Ok(facts.into_iter().map(|f| (f.path.clone(), f)).collect())
