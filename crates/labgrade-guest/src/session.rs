@@ -5,7 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use labgrade_agent::proto::{AttachDisk, AttachedDisk, DiskSource, Hello, Request, Response};
+use labgrade_agent::proto::{
+    AttachDisk, AttachedDisk, DiskSource, Hello, PathFacts, ProbeImage, ProbeResult, Request,
+    Response, StepOutcome,
+};
+use labgrade_snap::TreeSnapshot;
+use labgrade_spec::Capability;
 
 use crate::ScratchDisk;
 
@@ -15,6 +20,9 @@ use crate::GuestError;
 /// slot) and says where the agent finds it.
 pub type DiskProvider =
     Box<dyn FnMut(&[ScratchDisk]) -> Result<Vec<AttachDisk>, GuestError> + Send>;
+
+/// Receives a streamed step's output: the stream's name (`stdout` / `stderr`) and new text.
+pub type OutputSink<'a> = dyn FnMut(&str, &str) + 'a;
 
 /// One agent, one lab. Dropping it ends the agent and, with it, every process and mount of the
 /// lab (the backend's guard kills what it started).
@@ -111,21 +119,93 @@ impl AgentSession {
         };
         match self.request(&Request::Attach { disks: sources })? {
             Response::Attached { disks } => Ok(disks),
-            other => Err(self.agent_error(format!("expected attached disks, got {other:?}"))),
+            other => Err(self.unexpected("attached disks", &other)),
+        }
+    }
+
+    /// Runs one step's shell text, at most `timeout`; with `on_output`, its output is streamed
+    /// there (`stdout` / `stderr`, text) as it comes.
+    pub fn run_step(
+        &mut self,
+        step: usize,
+        script: &str,
+        timeout: Duration,
+        on_output: Option<&mut OutputSink<'_>>,
+    ) -> Result<StepOutcome, GuestError> {
+        let request = Request::Run {
+            step,
+            script: script.to_owned(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            stream: on_output.is_some(),
+        };
+        let reply = match on_output {
+            Some(f) => self.request_streaming(&request, f)?,
+            None => self.request(&request)?,
+        };
+        match reply {
+            Response::Ran(outcome) => Ok(outcome),
+            other => Err(self.unexpected("a step's outcome", &other)),
+        }
+    }
+
+    /// Facts about paths relative to `$LAB`; the content of those in `text_of` too.
+    pub fn inspect(
+        &mut self,
+        paths: Vec<String>,
+        text_of: Vec<String>,
+    ) -> Result<Vec<PathFacts>, GuestError> {
+        match self.request(&Request::Inspect { paths, text_of })? {
+            Response::Inspected { facts } => Ok(facts),
+            other => Err(self.unexpected("facts", &other)),
+        }
+    }
+
+    /// A snapshot of a directory relative to `$LAB`, or why the agent could not take it.
+    pub fn snapshot(&mut self, dir: &str) -> Result<Result<TreeSnapshot, String>, GuestError> {
+        match self.request(&Request::Snapshot {
+            dir: dir.to_owned(),
+        })? {
+            Response::Snapshotted { tree } => Ok(tree),
+            other => Err(self.unexpected("a snapshot", &other)),
+        }
+    }
+
+    /// Tries capabilities in the guest; filesystem probes mount the given images.
+    pub fn probe(
+        &mut self,
+        caps: Vec<Capability>,
+        images: Vec<ProbeImage>,
+    ) -> Result<Vec<ProbeResult>, GuestError> {
+        match self.request(&Request::Probe { caps, images })? {
+            Response::Probed { results } => Ok(results),
+            other => Err(self.unexpected("probe results", &other)),
+        }
+    }
+
+    fn unexpected(&self, wanted: &str, got: &Response) -> GuestError {
+        self.agent_error(format!("expected {wanted}, got {got:?}"))
+    }
+
+    /// Ends the session: the agent exits, and its namespaces (every process and mount of the lab)
+    /// go with it. A backend may reuse the transport only after a clean end.
+    pub fn shutdown(&mut self) -> Result<(), GuestError> {
+        match self.request(&Request::Shutdown)? {
+            Response::Bye => Ok(()),
+            other => Err(self.unexpected("bye", &other)),
         }
     }
 
     /// Sends one request and waits for its response. An `Error` response becomes a [`GuestError`].
-    pub fn request(&mut self, request: &Request) -> Result<Response, GuestError> {
+    fn request(&mut self, request: &Request) -> Result<Response, GuestError> {
         self.request_streaming(request, &mut |_, _| {})
     }
 
     /// Like [`AgentSession::request`], handing each streamed output piece (`stdout` or
     /// `stderr`, text) to `on_output` as it arrives.
-    pub fn request_streaming(
+    fn request_streaming(
         &mut self,
         request: &Request,
-        on_output: &mut dyn FnMut(&str, &str),
+        on_output: &mut OutputSink<'_>,
     ) -> Result<Response, GuestError> {
         let started = std::time::Instant::now();
         if let Some(set) = &self.reply_timeout {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use labgrade_agent::proto::{PathFacts, Request, Response, StepOutcome};
+use labgrade_agent::proto::{PathFacts, StepOutcome};
 use labgrade_guest::{AgentSession, Guest, GuestError, ScratchDisk};
 use labgrade_report::{CheckReport, CheckStatus, LabReport, LabStatus, SnapshotReport, StepReport};
 use labgrade_spec::{Fact, Lab, Step};
@@ -54,7 +54,7 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabRep
                     report.status = LabStatus::Error;
                     report.reason = Some(e.to_string());
                 }
-                let _ = session.request(&Request::Shutdown);
+                let _ = session.shutdown();
             }
             Err(e) => {
                 report.status = LabStatus::Error;
@@ -187,16 +187,7 @@ fn drive(session: &mut AgentSession, lab: &Lab, report: &mut LabReport) -> Resul
 }
 
 fn run_step(session: &mut AgentSession, step: &Step) -> Result<StepOutcome, GuestError> {
-    let request = Request::Run {
-        step: step.number,
-        script: step.run.clone(),
-        timeout_ms: u64::try_from(step.timeout.as_millis()).unwrap_or(u64::MAX),
-        stream: false,
-    };
-    match session.request(&request)? {
-        Response::Ran(outcome) => Ok(outcome),
-        other => Err(unexpected("step outcome", &other)),
-    }
+    session.run_step(step.number, &step.run, step.timeout, None)
 }
 
 fn inspect(
@@ -207,15 +198,8 @@ fn inspect(
     if paths.is_empty() {
         return Ok(BTreeMap::new());
     }
-    match session.request(&Request::Inspect {
-        paths: paths.iter().cloned().collect(),
-        text_of,
-    })? {
-        Response::Inspected { facts } => {
-            Ok(facts.into_iter().map(|f| (f.path.clone(), f)).collect())
-        }
-        other => Err(unexpected("facts", &other)),
-    }
+    let facts = session.inspect(paths.iter().cloned().collect(), text_of)?;
+    Ok(facts.into_iter().map(|f| (f.path.clone(), f)).collect())
 }
 
 fn snapshot(
@@ -223,23 +207,12 @@ fn snapshot(
     dir: &str,
     name: &str,
 ) -> Result<SnapshotReport, GuestError> {
-    match session.request(&Request::Snapshot {
+    let tree = session.snapshot(dir)?;
+    Ok(SnapshotReport {
+        name: name.to_owned(),
         dir: dir.to_owned(),
-    })? {
-        Response::Snapshotted { tree } => Ok(SnapshotReport {
-            name: name.to_owned(),
-            dir: dir.to_owned(),
-            text: tree.map_or_else(|e| format!("[no snapshot: {e}]\n"), |t| t.render()),
-        }),
-        other => Err(unexpected("a snapshot", &other)),
-    }
-}
-
-fn unexpected(wanted: &str, got: &Response) -> GuestError {
-    GuestError::Agent {
-        message: format!("expected {wanted}, got {got:?}"),
-        stderr: String::new(),
-    }
+        text: tree.map_or_else(|e| format!("[no snapshot: {e}]\n"), |t| t.render()),
+    })
 }
 
 fn step_report(step: &Step, outcome: StepOutcome, checks: Vec<CheckReport>) -> StepReport {

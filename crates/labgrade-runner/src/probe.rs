@@ -8,7 +8,7 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use labgrade_agent::proto::{Hello, ProbeImage, ProbeResult, Request, Response};
+use labgrade_agent::proto::{Hello, ProbeImage, ProbeResult};
 use labgrade_disk::ImageCache;
 use labgrade_guest::{AgentSession, GuestError};
 use labgrade_spec::{Capability, DiskFormat, Filesystem};
@@ -170,16 +170,9 @@ fn probe(
     if ask.is_empty() {
         return Ok(settled);
     }
-    match session.request(&Request::Probe { caps: ask, images })? {
-        Response::Probed { mut results } => {
-            results.extend(settled);
-            Ok(results)
-        }
-        other => Err(GuestError::Agent {
-            message: format!("expected probe results, got {other:?}"),
-            stderr: String::new(),
-        }),
-    }
+    let mut results = session.probe(ask, images)?;
+    results.extend(settled);
+    Ok(results)
 }
 
 #[cfg(test)]

@@ -53,20 +53,11 @@ fn lab_passes_on_kernel(
 
 /// Runs `uname -r` through a fresh session of `guest`.
 fn uname(guest: &labgrade_qemu::QemuGuest) -> Result<String, labgrade_guest::GuestError> {
-    use labgrade_agent::proto::{Request, Response};
     use labgrade_guest::Guest;
     let mut session = guest.start_session()?;
-    let reply = session.request(&Request::Run {
-        step: 1,
-        script: "uname -r".into(),
-        timeout_ms: 60_000,
-        stream: false,
-    })?;
-    let _ = session.request(&Request::Shutdown);
-    match reply {
-        Response::Ran(o) => Ok(o.stdout.trim().to_owned()),
-        other => panic!("unexpected reply {other:?}"),
-    }
+    let outcome = session.run_step(1, "uname -r", std::time::Duration::from_secs(60), None);
+    let _ = session.shutdown();
+    Ok(outcome?.stdout.trim().to_owned())
 }
 
 #[test]
@@ -125,22 +116,14 @@ fn a_guest_that_cannot_start_its_agent_fails_in_bounded_time_with_the_console() 
 /// Runs `script` as one step of `session`, returning stdout; panics with the step's stderr if
 /// it failed.
 fn step(session: &mut labgrade_guest::AgentSession, script: &str) -> String {
-    use labgrade_agent::proto::{Request, Response};
-    let reply = session.request(&Request::Run {
-        step: 1,
-        script: script.into(),
-        timeout_ms: 60_000,
-        stream: false,
-    });
-    match reply {
-        Ok(Response::Ran(o)) if o.succeeded() => o.stdout,
+    match session.run_step(1, script, std::time::Duration::from_secs(60), None) {
+        Ok(o) if o.succeeded() => o.stdout,
         other => panic!("`{script}` failed: {other:?}"),
     }
 }
 
 #[test]
 fn each_session_gets_its_scratch_disk_as_new_even_on_a_reused_slot() {
-    use labgrade_agent::proto::Request;
     use labgrade_guest::{Guest, ScratchDisk};
     let guest = match common::qemu_guest_with("debian:6.1", |c| c.disks_per_session = 1) {
         Ok(g) => g,
@@ -175,6 +158,6 @@ fn each_session_gets_its_scratch_disk_as_new_even_on_a_reused_slot() {
             listing, "lost+found\n",
             "round {round}: the disk is not as mkfs made it"
         );
-        let _ = session.request(&Request::Shutdown);
+        let _ = session.shutdown();
     }
 }

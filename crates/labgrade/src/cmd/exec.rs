@@ -3,9 +3,9 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
-use labgrade_agent::proto::{Request, Response};
 
 use crate::exit::CliError;
 
@@ -67,21 +67,15 @@ pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
                 .and_then(|()| std::io::stdout().flush())
         };
     };
-    let response = session.request_streaming(
-        &Request::Run {
-            step: 1,
-            script,
-            timeout_ms: args.timeout.saturating_mul(1000),
-            stream: true,
-        },
-        &mut print,
-    )?;
-    let _ = session.request(&Request::Shutdown);
-    let Response::Ran(outcome) = response else {
-        return Err(CliError::Usage(format!(
-            "unexpected reply from the agent: {response:?}"
-        )));
-    };
+    let outcome = session.run_step(
+        1,
+        &script,
+        Duration::from_secs(args.timeout),
+        Some(&mut print),
+    );
+    let _ = session.shutdown();
+    // A reply that is not a step's outcome is the agent's fault: a guest error, exit 3.
+    let outcome = outcome?;
     if outcome.timed_out {
         eprintln!("labgrade exec: timed out after {} s", args.timeout);
         return Ok(ExitCode::from(124));
