@@ -27,6 +27,23 @@ pub struct GuestOptions {
     pub mirror: Option<String>,
 }
 
+impl GuestOptions {
+    /// Options for running `labs`: as many disk slots per session as the most any lab has.
+    pub fn for_labs(
+        accel: &str,
+        sessions: usize,
+        labs: &[labgrade_spec::Lab],
+        mirror: Option<String>,
+    ) -> GuestOptions {
+        GuestOptions {
+            accel: accel.to_owned(),
+            sessions,
+            disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
+            mirror,
+        }
+    }
+}
+
 /// A guest ready to run labs, and the kernel release it runs (for reports).
 #[derive(Debug)]
 pub struct ResolvedGuest {

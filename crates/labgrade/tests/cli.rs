@@ -162,6 +162,20 @@ fn unknown_labs_and_guests_are_usage_errors() {
     let out = labgrade(&["run", "--guest", "vagrant:none", "quick-start"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown guest `vagrant:none`"));
+    // A kernel named wrongly is the user's mistake in `matrix` as in `run`.
+    let missing = "local:/nonexistent/vmlinuz:/nonexistent/modules";
+    for args in [
+        &["run", "--guest", &format!("qemu:{missing}"), "quick-start"][..],
+        &["matrix", "--kernels", missing, "quick-start"][..],
+    ] {
+        let out = labgrade(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -43,12 +43,7 @@ fn shell_quote(word: &str) -> String {
 pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
     let guest = crate::guests::resolve(
         &args.guest,
-        &crate::guests::GuestOptions {
-            accel: args.accel.clone(),
-            sessions: 1,
-            disks_per_session: 0,
-            mirror: None,
-        },
+        &crate::guests::GuestOptions::for_labs(&args.accel, 1, &[], None),
     )?
     .guest;
     let mut session = guest.start_session()?;

@@ -74,20 +74,15 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
         names.push("host".into());
     }
     // Kernels are fetched first, one after another: a cached kernel costs nothing.
-    let options = GuestOptions {
-        accel: args.accel.clone(),
-        sessions: 1,
-        disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
-        mirror: args.mirror.clone(),
-    };
+    let options = GuestOptions::for_labs(&args.accel, 1, &labs, args.mirror.clone());
     let mut guests: Vec<(String, Result<ResolvedGuest, String>)> = Vec::new();
     for name in &names {
         eprintln!("labgrade matrix: preparing {name}");
-        let resolved = crate::guests::resolve(name, &options);
-        if let Err(e @ CliError::Usage(_)) = &resolved {
-            return Err(CliError::Usage(e.to_string()));
+        // The user's mistakes end the command, as in `run`; trouble with one guest is a column.
+        match crate::guests::resolve(name, &options) {
+            Err(e) if e.exit_code() == exit::USAGE => return Err(e),
+            resolved => guests.push((name.clone(), resolved.map_err(|e| e.to_string()))),
         }
-        guests.push((name.clone(), resolved.map_err(|e| e.to_string())));
     }
 
     let bar = ProgressBar::new((labs.len() * guests.len()) as u64);
@@ -95,6 +90,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let images = crate::guests::image_cache();
     let next = AtomicUsize::new(0);
     let columns: Mutex<Vec<Option<MatrixColumn>>> = Mutex::new(vec![None; guests.len()]);
     std::thread::scope(|scope| {
@@ -120,7 +116,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
                             let options = RunOptions {
                                 jobs: 1,
                                 expected_ms: crate::history::load(name),
-                                images: crate::guests::image_cache(),
+                                images: images.clone(),
                             };
                             let run = labgrade_runner::run_labs(
                                 g.guest.as_ref(),

@@ -60,12 +60,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     }
     let guest = crate::guests::resolve(
         &args.guest,
-        &crate::guests::GuestOptions {
-            accel: args.accel.clone(),
-            sessions: options.jobs,
-            disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
-            mirror: None,
-        },
+        &crate::guests::GuestOptions::for_labs(&args.accel, options.jobs, &labs, None),
     )?
     .guest;
     let bar = ProgressBar::new(labs.len() as u64);
