@@ -73,22 +73,7 @@ impl ImageCache {
             package,
         })?;
         let name = format!("{}-{}.img", format.fs, key(format, &program));
-        match image_in(&self.dir, &name, format, &program) {
-            // A cache this user cannot write (an unprivileged run with root's HOME): make the
-            // image in a directory of this user's own instead.
-            Err(DiskError::Io { source, .. })
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                let own =
-                    std::env::temp_dir().join(format!("labgrade-{}-disks", nix::unistd::getuid()));
-                tracing::debug!(cache = %self.dir.display(), fallback = %own.display(), "disk cache not writable");
-                image_in(&own, &name, format, &program)
-            }
-            other => other,
-        }
+        image_in(&self.dir, &name, format, &program)
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -116,6 +117,24 @@ impl KernelCache {
         self.root
             .parent()
             .map_or_else(|| self.root.join(name), |p| p.join(name))
+    }
+
+    /// Like [`KernelCache::beside`], but a directory this user can write: the cache's own, or,
+    /// when that cannot be written (an unprivileged run that kept root's HOME), one under a
+    /// private per-user directory in the temp dir. What is kept there gets mounted and booted,
+    /// so that directory must be this user's alone (mode 0700); any other is refused.
+    pub fn writable_beside(&self, name: &str) -> std::io::Result<PathBuf> {
+        let dir = self.beside(name);
+        if fs::create_dir_all(&dir).is_ok()
+            && nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok()
+        {
+            return Ok(dir);
+        }
+        let private = private_dir(&std::env::temp_dir())?;
+        tracing::debug!(cache = %dir.display(), instead = %private.display(), "cache not writable");
+        let dir = private.join(name);
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     /// A bootable kernel for `source`. Idempotent: a second fetch of a cached kernel does no
@@ -748,6 +767,29 @@ fn local(name: &str, vmlinuz: &Path, modules: &Path) -> Result<Kernel, KernelErr
 }
 
 /// The cache root from environment lookups (see [`KernelCache::default_location`]).
+/// `labgrade-UID` in `tmp`, made with mode 0700; refused unless it is this user's and private,
+/// since another local user could have made it first.
+fn private_dir(tmp: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = tmp.join(format!("labgrade-{uid}"));
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let meta = fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a private directory of uid {uid}; remove it or set LABGRADE_CACHE_DIR",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
 fn location(var: impl Fn(&str) -> Option<OsString>) -> PathBuf {
     let set = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = set("LABGRADE_CACHE_DIR") {
@@ -885,6 +927,20 @@ mod tests {
     use std::ffi::OsString;
 
     use crate::test_support::touch;
+
+    #[test]
+    fn the_fallback_cache_dir_is_private_or_refused() -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir()?;
+        let dir = private_dir(tmp.path())?;
+        assert_eq!(fs::metadata(&dir)?.permissions().mode() & 0o777, 0o700);
+        assert_eq!(private_dir(tmp.path())?, dir, "found again");
+        // Someone else's (here: one anybody can write) is never used.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))?;
+        let err = private_dir(tmp.path()).err().map(|e| e.kind());
+        assert_eq!(err, Some(std::io::ErrorKind::PermissionDenied));
+        Ok(())
+    }
 
     /// Puts a fake unpacked kernel into the cache the way a fetch does.
     fn install_fake(cache: &KernelCache, name: &str, release: &str, version: &str) -> Kernel {

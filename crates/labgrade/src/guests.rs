@@ -9,9 +9,19 @@ use labgrade_qemu::{BootKernel, QemuConfig, QemuGuest};
 
 use crate::exit::CliError;
 
-/// Where disk images for scratch disks and XFS probes are kept: beside the kernels.
-pub fn image_cache() -> labgrade_disk::ImageCache {
-    labgrade_disk::ImageCache::new(KernelCache::default_location().beside("disks"))
+/// Where disk images for scratch disks and filesystem probes are kept: beside the kernels, or
+/// in this user's private temp dir when that cache is not writable.
+pub fn image_cache() -> Result<labgrade_disk::ImageCache, CliError> {
+    writable_beside("disks").map(labgrade_disk::ImageCache::new)
+}
+
+fn writable_beside(name: &str) -> Result<std::path::PathBuf, CliError> {
+    KernelCache::default_location()
+        .writable_beside(name)
+        .map_err(|source| CliError::Output {
+            path: format!("the {name} cache"),
+            source,
+        })
 }
 
 /// How qemu guests are built, from the command line.
@@ -83,7 +93,11 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
         },
     )?;
     let release = fetched.release.clone();
-    let mut config = QemuConfig::new(BootKernel::from(fetched), exe, cache.beside("initramfs"));
+    let mut config = QemuConfig::new(
+        BootKernel::from(fetched),
+        exe,
+        writable_beside("initramfs")?,
+    );
     config.accel = options.accel.parse().map_err(CliError::Usage)?;
     config.sessions = options.sessions.max(1);
     config.disks_per_session = options.disks_per_session;

@@ -90,7 +90,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let images = crate::guests::image_cache();
+    let images = crate::guests::image_cache()?;
     let next = AtomicUsize::new(0);
     let columns: Mutex<Vec<Option<MatrixColumn>>> = Mutex::new(vec![None; guests.len()]);
     std::thread::scope(|scope| {

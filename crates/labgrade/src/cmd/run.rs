@@ -54,7 +54,7 @@ pub struct RunArgs {
 /// Runs the labs and renders the report; the exit code follows the documented contract.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
-    let mut options = RunOptions::new(crate::guests::image_cache());
+    let mut options = RunOptions::new(crate::guests::image_cache()?);
     if let Some(j) = args.jobs {
         options.jobs = j.max(1);
     }

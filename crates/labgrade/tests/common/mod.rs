@@ -57,7 +57,10 @@ pub const KERNELS: [&str; 4] = ["debian:5.10", "debian:6.1", "debian:6.12", "deb
 
 /// Where tests keep disk images: the same cache as `labgrade` itself.
 pub fn images() -> labgrade_disk::ImageCache {
-    labgrade_disk::ImageCache::new(labgrade_kernel::KernelCache::default_location().beside("disks"))
+    let dir = labgrade_kernel::KernelCache::default_location()
+        .writable_beside("disks")
+        .unwrap_or_else(|e| panic!("no disk cache: {e}"));
+    labgrade_disk::ImageCache::new(dir)
 }
 
 /// Set by CI (scripts/test-all), which installs QEMU and fetches the kernels: a qemu test may not
