@@ -5,22 +5,39 @@
 //! the host, into the cache.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The vmlinux for `vmlinuz`, cached under `cache_dir`; `None` when the image cannot be unpacked
 /// or lacks a PVH entry (then the bzImage boots as it is).
 pub(crate) fn vmlinux_for(vmlinuz: &Path, release: &str, cache_dir: &Path) -> Option<PathBuf> {
-    let image = fs::read(vmlinuz).ok()?;
-    let key = image.len() as u64 ^ u64::from(crc_like(&image[..image.len().min(1 << 16)]));
+    // Keyed by the image's size and head, so a cache hit (every boot but the first) reads 64 KiB
+    // of it, not all of it.
+    let mut head = Vec::new();
+    let len = fs::File::open(vmlinuz)
+        .and_then(|f| {
+            let len = f.metadata()?.len();
+            f.take(1 << 16).read_to_end(&mut head)?;
+            Ok(len)
+        })
+        .ok()?;
+    let key = len ^ u64::from(crc_like(&head));
     let path = cache_dir.join(format!("vmlinux-{release}-{key:016x}"));
+    // A kernel without a PVH entry is remembered as such: unpacking it costs seconds.
+    let no_pvh = cache_dir.join(format!("vmlinux-{release}-{key:016x}.no-pvh"));
     if path.is_file() {
         return Some(path);
     }
+    if no_pvh.exists() {
+        return None;
+    }
+    let image = fs::read(vmlinuz).ok()?;
     let (tool, payload) = payload(&image)?;
     let elf = decompress(tool, payload)?;
     if !has_pvh_note(&elf) {
         tracing::debug!(%release, "vmlinux has no PVH note; booting the bzImage");
+        let _ = fs::create_dir_all(cache_dir).and_then(|()| fs::write(&no_pvh, ""));
         return None;
     }
     fs::create_dir_all(cache_dir).ok()?;
