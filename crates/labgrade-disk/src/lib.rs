@@ -284,15 +284,15 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The size of `file` in bytes that hold data (not holes), for logs and tests.
-pub fn allocated_bytes(file: &File) -> std::io::Result<u64> {
-    Ok(file.metadata()?.blocks() * 512)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use labgrade_spec::Filesystem;
+
+    /// The size of `file` in bytes that hold data (not holes).
+    fn allocated_bytes(file: &File) -> std::io::Result<u64> {
+        Ok(file.metadata()?.blocks() * 512)
+    }
 
     fn xfs_v4() -> DiskFormat {
         DiskFormat {

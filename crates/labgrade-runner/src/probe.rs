@@ -50,7 +50,7 @@ impl GuestCapabilities {
     }
 
     /// Every capability probed so far, with its evidence.
-    pub fn results(&self) -> Vec<ProbeResult> {
+    fn results(&self) -> Vec<ProbeResult> {
         self.state
             .lock()
             .map(|s| s.known.clone())

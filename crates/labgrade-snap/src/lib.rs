@@ -203,13 +203,9 @@ impl Entry {
     }
 
     /// Reads one path without following a final symlink. `name` is what the entry is called in
-    /// the output (a path relative to some root).
-    pub fn read(path: &Path, name: &str) -> Result<Entry, SnapError> {
-        Entry::read_cached(path, name, &mut DigestCache::default())
-    }
-
-    /// Like [`Entry::read`], but a file whose identity and times have not changed since `cache`
-    /// last hashed it is not read again (a 50 MiB layer file is otherwise hashed at every check).
+    /// the output (a path relative to some root). A file whose identity and times have not
+    /// changed since `cache` last hashed it is not read again (a 50 MiB layer file is otherwise
+    /// hashed at every check).
     pub fn read_cached(
         path: &Path,
         name: &str,
@@ -310,7 +306,7 @@ impl DigestCache {
 }
 
 /// Hex SHA-256 of a file's content, read in 1 MiB pieces.
-pub fn sha256_file(path: &Path) -> Result<String, SnapError> {
+fn sha256_file(path: &Path) -> Result<String, SnapError> {
     let mut file = File::open(path).map_err(io_err(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -393,11 +389,6 @@ impl TreeSnapshot {
             out.push('\n');
         }
         out
-    }
-
-    /// The entry at a relative path, if the tree has it.
-    pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.path == path)
     }
 }
 

@@ -65,16 +65,6 @@ pub struct Step {
     pub timeout: Duration,
 }
 
-impl Step {
-    /// `step 3 (mount)` or `step 3`: how reports name a step.
-    pub fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("step {} ({name})", self.number),
-            None => format!("step {}", self.number),
-        }
-    }
-}
-
 /// How a step must end. Every command in a step counts, as under `set -e`: a step succeeds only if
 /// no command in it failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
