@@ -11,11 +11,13 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use labgrade_spec::DiskFormat;
+
+mod scratch;
 use nix::fcntl::{FallocateFlags, fallocate};
 use nix::unistd::{Whence, lseek};
+pub use scratch::{remove_stale_scratch, scratch_path};
 use sha2::{Digest, Sha256};
 
 /// Why an image could not be made.
@@ -94,13 +96,7 @@ fn image_in(
     };
     fs::create_dir_all(dir).map_err(io)?;
     remove_stale_scratch(dir);
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        format.fs,
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = scratch_path(dir, format.fs.as_str());
     let made = make(format, program, &tmp).and_then(|()| {
         fs::rename(&tmp, &path).map_err(|source| DiskError::Io {
             path: path.clone(),
@@ -114,31 +110,6 @@ fn image_in(
         tracing::debug!(image = %path.display(), format = %format.describe(), "disk image made");
         path
     })
-}
-
-/// Removes images half-made by a labgrade that was killed (`.FS.PID.N.tmp`, PID gone).
-fn remove_stale_scratch(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let mut parts = name.split('.');
-        let (Some(""), Some(_fs), Some(pid), Some(_n), Some("tmp"), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            tracing::debug!(file = %entry.path().display(), "removing a half-made image");
-            let _ = fs::remove_file(entry.path());
-        }
-    }
 }
 
 fn make(format: &DiskFormat, program: &Path, tmp: &Path) -> Result<(), DiskError> {
@@ -359,23 +330,6 @@ mod tests {
         let mut h = Sha256::new();
         std::io::copy(&mut File::open(path)?, &mut h)?;
         Ok(h.finalize().to_vec())
-    }
-
-    #[test]
-    fn a_half_made_image_of_a_dead_labgrade_is_removed() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let dead = dir.path().join(".xfs.999999999.0.tmp");
-        let alive = dir
-            .path()
-            .join(format!(".xfs.{}.0.tmp", std::process::id()));
-        let other = dir.path().join("xfs-0123.img");
-        for f in [&dead, &alive, &other] {
-            fs::write(f, "")?;
-        }
-        remove_stale_scratch(dir.path());
-        assert!(!dead.exists(), "the dead process's scratch file goes");
-        assert!(alive.exists() && other.exists(), "the rest stays");
-        Ok(())
     }
 
     #[test]

@@ -187,10 +187,9 @@ pub(crate) fn initramfs_for(
         source,
     };
     fs::create_dir_all(cache_dir).map_err(write_err)?;
-    let tmp = cache_dir.join(crate::scratch_name(&format!(
-        "initramfs-{}",
-        kernel.release
-    )));
+    // Only when building: what a killed labgrade left in the cache goes.
+    labgrade_disk::remove_stale_scratch(cache_dir);
+    let tmp = labgrade_disk::scratch_path(cache_dir, &format!("initramfs-{}", kernel.release));
     fs::write(&tmp, &bytes).map_err(write_err)?;
     fs::rename(&tmp, &path).map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -240,7 +239,7 @@ fn write_on_demand(
         return Ok(());
     }
     let parent = dir.parent().unwrap_or(dir);
-    let tmp = parent.join(crate::scratch_name("modules"));
+    let tmp = labgrade_disk::scratch_path(parent, "modules");
     let write_err = |source| InitramfsError::Write {
         path: dir.to_path_buf(),
         source,

@@ -93,14 +93,6 @@ impl QemuConfig {
     }
 }
 
-/// A file name for writing `what` beside its final place, unique to this process and thread, so
-/// concurrent builders of the same cache entry never write into each other's files.
-pub(crate) fn scratch_name(what: &str) -> String {
-    let thread =
-        format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
-    format!(".{what}.{}.{thread}.tmp", std::process::id())
-}
-
 #[derive(Debug)]
 enum State {
     NotBooted,

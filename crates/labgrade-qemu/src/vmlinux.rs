@@ -41,7 +41,7 @@ pub(crate) fn vmlinux_for(vmlinuz: &Path, release: &str, cache_dir: &Path) -> Op
         return None;
     }
     fs::create_dir_all(cache_dir).ok()?;
-    let tmp = cache_dir.join(crate::scratch_name(&format!("vmlinux-{release}")));
+    let tmp = labgrade_disk::scratch_path(cache_dir, &format!("vmlinux-{release}"));
     fs::write(&tmp, &elf).ok()?;
     if fs::rename(&tmp, &path).is_err() {
         let _ = fs::remove_file(&tmp);

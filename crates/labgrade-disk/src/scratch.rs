@@ -1,0 +1,76 @@
+//! Cache entries are written beside their final place and renamed into it, so no reader ever
+//! sees half of one. The scratch names carry the writer's pid, so what a killed labgrade left
+//! can be told from what a live one is writing, and swept.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh scratch path in `dir` for writing `what` (`.WHAT.PID.N.tmp`): unique to this
+/// process and call, so concurrent builders of the same entry never share one.
+pub fn scratch_path(dir: &Path, what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    dir.join(format!(
+        ".{what}.{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Removes the scratch files and directories in `dir` whose writer is gone.
+pub fn remove_stale_scratch(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // From the end: WHAT may itself hold dots (a kernel release).
+        let mut parts = name.rsplitn(4, '.');
+        let (Some("tmp"), Some(n), Some(pid), Some(what)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let ours = what.starts_with('.') && n.parse::<u64>().is_ok() && pid.parse::<u32>().is_ok();
+        if ours && !Path::new("/proc").join(pid).exists() {
+            tracing::debug!(path = %entry.path().display(), "removing what a killed labgrade left");
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_dead_writer_left_is_swept_and_the_rest_stays() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let dead_file = dir.path().join(".xfs.999999999.0.tmp");
+        let dead_dir = dir.path().join(".initramfs-6.1.0-50-amd64.999999999.3.tmp");
+        let alive = scratch_path(dir.path(), "xfs");
+        let other = dir.path().join("xfs-0123.img");
+        fs::write(&dead_file, "")?;
+        fs::create_dir(&dead_dir)?;
+        fs::write(dead_dir.join("inside"), "")?;
+        fs::write(&alive, "")?;
+        fs::write(&other, "")?;
+        remove_stale_scratch(dir.path());
+        assert!(
+            !dead_file.exists() && !dead_dir.exists(),
+            "a dead writer's scratch goes"
+        );
+        assert!(alive.exists() && other.exists(), "the rest stays");
+        assert_ne!(
+            scratch_path(dir.path(), "xfs"),
+            alive,
+            "each call a new name"
+        );
+        Ok(())
+    }
+}
