@@ -137,21 +137,27 @@ pub(crate) enum InitramfsError {
     },
 }
 
-/// A static busybox: `busybox-static` installs it as /bin/busybox; a dynamically linked one
-/// cannot run in an initramfs without a libc.
-fn static_busybox() -> Result<Vec<u8>, InitramfsError> {
-    for candidate in ["/bin/busybox", "/usr/bin/busybox"] {
-        let Ok(bytes) = fs::read(candidate) else {
-            continue;
-        };
-        if has_interpreter(&bytes) {
-            return Err(InitramfsError::Busybox(format!(
-                "{candidate} is dynamically linked"
-            )));
-        }
-        return Ok(bytes);
+/// Where busybox is; `busybox-static` installs it as /bin/busybox.
+fn busybox_path() -> Result<&'static Path, InitramfsError> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .ok_or_else(|| InitramfsError::Busybox("/bin/busybox is missing".into()))
+}
+
+/// Busybox's bytes, which must be a static binary: a dynamically linked one cannot run in an
+/// initramfs without a libc.
+fn static_busybox(path: &Path) -> Result<Vec<u8>, InitramfsError> {
+    let bytes = fs::read(path)
+        .map_err(|e| InitramfsError::Busybox(format!("cannot read {}: {e}", path.display())))?;
+    if has_interpreter(&bytes) {
+        return Err(InitramfsError::Busybox(format!(
+            "{} is dynamically linked",
+            path.display()
+        )));
     }
-    Err(InitramfsError::Busybox("/bin/busybox is missing".into()))
+    Ok(bytes)
 }
 
 /// The initramfs for `kernel`, built once and kept in `cache_dir` (written atomically).
@@ -159,9 +165,9 @@ pub(crate) fn initramfs_for(
     kernel: &BootKernel,
     cache_dir: &Path,
 ) -> Result<PathBuf, InitramfsError> {
-    let busybox = static_busybox()?;
+    let busybox = busybox_path()?;
     // Everything that goes into the image is in its key: the scripts, the module lists, busybox
-    // and the kernel's modules.
+    // (by its metadata: a hit, every boot but the first, reads nothing) and the kernel's modules.
     let mut key = fnv1a(INIT.as_bytes());
     key ^= fnv1a(MODPROBE.as_bytes()).rotate_left(4);
     key ^= fnv1a(
@@ -171,7 +177,10 @@ pub(crate) fn initramfs_for(
             .as_bytes(),
     )
     .rotate_left(5);
-    key ^= fnv1a(&busybox).rotate_left(1);
+    let bb = fs::metadata(busybox)
+        .map_err(|e| InitramfsError::Busybox(format!("cannot stat {}: {e}", busybox.display())))?;
+    key ^=
+        (bb.len() ^ (bb.mtime() as u64).rotate_left(17) ^ bb.ino().rotate_left(33)).rotate_left(1);
     key ^= fnv1a(kernel.modules_dir.to_string_lossy().as_bytes()).rotate_left(2);
     if let Ok(meta) = fs::metadata(&kernel.modules_dir) {
         key ^= (meta.mtime() as u64).rotate_left(3);
@@ -181,7 +190,7 @@ pub(crate) fn initramfs_for(
         return Ok(path);
     }
     let lazy_dir = cache_dir.join(format!("modules-{}-{key:016x}", kernel.release));
-    let bytes = build(kernel, &busybox, &lazy_dir)?;
+    let bytes = build(kernel, &static_busybox(busybox)?, &lazy_dir)?;
     let write_err = |source| InitramfsError::Write {
         path: path.clone(),
         source,
