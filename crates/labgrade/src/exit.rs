@@ -50,9 +50,14 @@ impl CliError {
     }
 }
 
-/// Exit code for a finished run: infrastructure trouble outranks failures, failures outrank passes.
+/// Exit code for a finished run.
 pub fn for_run(report: &labgrade_report::RunReport) -> ExitCode {
-    let t = report.totals();
+    for_totals(report.totals())
+}
+
+/// Exit code for counted outcomes: infrastructure trouble outranks failures, failures outrank
+/// passes.
+pub fn for_totals(t: labgrade_report::Totals) -> ExitCode {
     ExitCode::from(if t.errors > 0 {
         INFRASTRUCTURE
     } else if t.failed > 0 {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use labgrade_report::{LabReport, LabStatus, MatrixColumn, MatrixReport};
+use labgrade_report::{LabReport, MatrixColumn, MatrixReport, Totals};
 use labgrade_runner::RunOptions;
 
 use crate::exit::{self, CliError};
@@ -185,19 +185,13 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
 }
 
 fn exit_code(m: &MatrixReport) -> ExitCode {
-    let statuses: Vec<LabStatus> = m
-        .columns
-        .iter()
-        .filter_map(|c| c.run.as_ref())
-        .flat_map(|r| r.labs.iter().map(|l| l.status))
-        .collect();
-    ExitCode::from(
-        if m.columns.iter().any(|c| c.error.is_some()) || statuses.contains(&LabStatus::Error) {
-            exit::INFRASTRUCTURE
-        } else if statuses.contains(&LabStatus::Fail) {
-            exit::FAILED
-        } else {
-            exit::PASSED
-        },
-    )
+    let mut totals = Totals::default();
+    for column in &m.columns {
+        if let Some(run) = &column.run {
+            totals += run.totals();
+        }
+        // A guest that never ran counts as infrastructure trouble.
+        totals.errors += usize::from(column.error.is_some());
+    }
+    exit::for_totals(totals)
 }
