@@ -217,26 +217,16 @@ mod tests {
 
     #[test]
     fn debian_exact_versions_and_releases() {
-        assert_eq!(
-            debian("6.1.176-1"),
-            DebianSelector::PackageVersion("6.1.176-1".into())
-        );
-        assert_eq!(
-            debian("6.12.38-1~bpo12+1"),
-            DebianSelector::PackageVersion("6.12.38-1~bpo12+1".into())
-        );
-        assert_eq!(
-            debian("6.1.0-50-amd64"),
-            DebianSelector::Release("6.1.0-50-amd64".into())
-        );
-        assert_eq!(
-            debian("7.2.13+deb14-amd64"),
-            DebianSelector::Release("7.2.13+deb14-amd64".into())
-        );
-        assert_eq!(
-            debian("6.12.38+deb13-cloud-amd64"),
-            DebianSelector::Release("6.12.38+deb13-cloud-amd64".into())
-        );
+        for s in ["6.1.176-1", "6.12.38-1~bpo12+1"] {
+            assert_eq!(debian(s), DebianSelector::PackageVersion(s.to_owned()));
+        }
+        for s in [
+            "6.1.0-50-amd64",
+            "7.2.13+deb14-amd64",
+            "6.12.38+deb13-cloud-amd64",
+        ] {
+            assert_eq!(debian(s), DebianSelector::Release(s.to_owned()));
+        }
     }
 
     #[test]
