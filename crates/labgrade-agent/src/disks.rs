@@ -10,7 +10,7 @@ use nix::fcntl::{OFlag, open, openat};
 use nix::sys::stat::Mode;
 
 use crate::loopdev::{self, LoopDevice};
-use crate::proto::DiskSource;
+use labgrade_proto::DiskSource;
 
 /// `BLKFLSBUF`: drop the block device's cached pages.
 const BLKFLSBUF: libc::c_ulong = 0x1261;

@@ -5,9 +5,10 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use labgrade_snap::{DigestCache, Entry, EntryKind, SnapError};
+use labgrade_proto::EntryKind;
+use labgrade_snap::{DigestCache, SnapError};
 
-use crate::proto::{PathFacts, TEXT_LIMIT};
+use labgrade_proto::{PathFacts, TEXT_LIMIT};
 
 /// Reads one path relative to `lab`, and its content as text if `with_text`.
 pub(crate) fn inspect(
@@ -24,7 +25,7 @@ pub(crate) fn inspect(
         children: None,
         error: None,
     };
-    match Entry::read_cached(&full, rel, digests) {
+    match labgrade_snap::read_entry(&full, rel, digests) {
         Ok(entry) => {
             if with_text
                 && entry.kind == EntryKind::File

@@ -12,15 +12,16 @@ mod kmsg;
 mod loopdev;
 mod namespaces;
 mod probe;
-pub mod proto;
+
 mod session;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use labgrade_snap::{DigestCache, TreeSnapshot};
+use labgrade_snap::DigestCache;
 
+use labgrade_proto as proto;
 pub use namespaces::{NamespaceError, enter_private_namespaces};
 use proto::{Hello, Request, Response};
 pub use session::SessionError;
@@ -181,7 +182,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                     .collect(),
             },
             Request::Snapshot { dir } => Response::Snapshotted {
-                tree: TreeSnapshot::take_cached(&Path::new(&lab).join(&dir), &mut digests)
+                tree: labgrade_snap::take_cached(&Path::new(&lab).join(&dir), &mut digests)
                     .map_err(|e| e.to_string()),
             },
             Request::Shutdown => {

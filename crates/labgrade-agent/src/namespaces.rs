@@ -9,7 +9,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{getegid, geteuid};
 
-use crate::proto::Privilege;
+use labgrade_proto::Privilege;
 
 /// Why the private namespaces could not be set up (an infrastructure error, not a lab failure).
 #[derive(Debug, thiserror::Error)]

@@ -5,12 +5,12 @@
 use std::fs::{self, File};
 use std::path::Path;
 
-use labgrade_spec::Capability;
+use labgrade_proto::Capability;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 use crate::kmsg::KernelLog;
 use crate::loopdev;
-use crate::proto::ProbeResult;
+use labgrade_proto::ProbeResult;
 
 /// Tries one capability under `scratch` (a private tmpfs directory it may fill and leave);
 /// `image` is the filesystem image the XFS probes mount, made by labgrade on the host.

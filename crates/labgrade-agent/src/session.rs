@@ -18,7 +18,7 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
 
-use crate::proto::{FailedCommand, OUTPUT_LIMIT, StepOutcome};
+use labgrade_proto::{FailedCommand, OUTPUT_LIMIT, StepOutcome};
 
 /// Defined once at the start of the session; `__lg_step SCRIPT OUT ERR N` runs one step.
 const DRIVER: &str = r#"

@@ -14,10 +14,9 @@ use std::process::Command;
 
 use labgrade_spec::DiskFormat;
 
-mod scratch;
+use labgrade_fs::{remove_stale_scratch, scratch_path};
 use nix::fcntl::{FallocateFlags, fallocate};
 use nix::unistd::{Whence, lseek};
-pub use scratch::{remove_stale_scratch, scratch_path};
 use sha2::{Digest, Sha256};
 
 /// Why an image could not be made.

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use labgrade_agent::proto::{
+use labgrade_proto::Capability;
+use labgrade_proto::TreeSnapshot;
+use labgrade_proto::{
     AttachDisk, AttachedDisk, DiskSource, Hello, PathFacts, ProbeImage, ProbeResult, Request,
     Response, StepOutcome,
 };
-use labgrade_snap::TreeSnapshot;
-use labgrade_spec::Capability;
 
 use crate::ScratchDisk;
 
@@ -64,7 +64,7 @@ impl AgentSession {
             stderr,
             hello: Hello {
                 lab_dir: String::new(),
-                privilege: labgrade_agent::proto::Privilege::Root,
+                privilege: labgrade_proto::Privilege::Root,
                 kmsg_unavailable: None,
             },
             ended_cleanly,

@@ -735,6 +735,25 @@ fn local(name: &str, vmlinuz: &Path, modules: &Path) -> Result<Kernel, KernelErr
             "no such file; give the kernel image, e.g. /boot/vmlinuz-RELEASE",
         ));
     }
+    let mut head = Vec::with_capacity(crate::image::HEAD_LEN);
+    let len = std::fs::File::open(vmlinuz)
+        .and_then(|f| {
+            let len = f.metadata()?.len();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(f, crate::image::HEAD_LEN as u64),
+                &mut head,
+            )?;
+            Ok(len)
+        })
+        .map_err(KernelError::io("read", vmlinuz))?;
+    if let Err(why) = crate::image::image_kind(&head, len) {
+        return Err(bad(
+            vmlinuz,
+            &format!(
+                "not a kernel image: {why}; give the kernel image, e.g. /boot/vmlinuz-RELEASE"
+            ),
+        ));
+    }
     if !modules.is_dir() {
         return Err(bad(
             modules,
@@ -885,13 +904,7 @@ fn stamp(files: &[PathBuf]) -> String {
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<(), KernelError> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = path.with_file_name(format!(".tmp-{name}.{}", std::process::id()));
-    std::fs::write(&tmp, text).map_err(KernelError::io("write", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        KernelError::io("replace", path)(e)
-    })
+    labgrade_fs::write_atomically(path, text.as_bytes()).map_err(KernelError::io("replace", path))
 }
 
 /// A scratch directory, removed on drop unless it has been renamed away.

@@ -11,6 +11,7 @@ mod apt;
 mod cache;
 mod debian;
 mod error;
+mod image;
 mod layout;
 mod mirror;
 mod source;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 
 pub use cache::{FetchOptions, KernelCache};
 pub use error::KernelError;
+pub use image::{ImageKind, image_kind};
 pub use source::KernelSource;
 
 /// A kernel ready to boot: what the qemu guest needs to start it and build its initramfs.

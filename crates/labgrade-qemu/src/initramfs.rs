@@ -8,6 +8,7 @@
 //! usual `request_module` call to modprobe, here a small shim that matches the module's own
 //! `alias=` names (`fs-xfs`, `crypto-crc32c`) and insmods it and its dependencies over 9p.
 
+use crate::elf::has_interpreter;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs;
@@ -197,13 +198,8 @@ pub(crate) fn initramfs_for(
     };
     fs::create_dir_all(cache_dir).map_err(write_err)?;
     // Only when building: what a killed labgrade left in the cache goes.
-    labgrade_disk::remove_stale_scratch(cache_dir);
-    let tmp = labgrade_disk::scratch_path(cache_dir, &format!("initramfs-{}", kernel.release));
-    fs::write(&tmp, &bytes).map_err(write_err)?;
-    fs::rename(&tmp, &path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        write_err(e)
-    })?;
+    labgrade_fs::remove_stale_scratch(cache_dir);
+    labgrade_fs::write_atomically(&path, &bytes).map_err(write_err)?;
     Ok(path)
 }
 
@@ -248,7 +244,7 @@ fn write_on_demand(
         return Ok(());
     }
     let parent = dir.parent().unwrap_or(dir);
-    let tmp = labgrade_disk::scratch_path(parent, "modules");
+    let tmp = labgrade_fs::scratch_path(parent, "modules");
     let write_err = |source| InitramfsError::Write {
         path: dir.to_path_buf(),
         source,
@@ -284,30 +280,6 @@ fn write_on_demand(
     }
 }
 
-/// Does this ELF64 file ask for a dynamic loader (a `PT_INTERP` program header)?
-fn has_interpreter(elf: &[u8]) -> bool {
-    const PT_INTERP: u32 = 3;
-    let u16_at = |o: usize| {
-        elf.get(o..o + 2)
-            .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u32_at = |o: usize| {
-        elf.get(o..o + 4)
-            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |o: usize| {
-        elf.get(o..o + 8).map_or(0, |b| {
-            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-        })
-    };
-    if elf.get(..4) != Some(b"\x7fELF") {
-        return true; // not an ELF file: certainly not a static binary we can run
-    }
-    let phoff = usize::try_from(u64_at(0x20)).unwrap_or(usize::MAX);
-    let (size, count) = (u16_at(0x36), u16_at(0x38));
-    (0..count).any(|i| u32_at(phoff.saturating_add(i * size)) == PT_INTERP)
-}
-
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -316,7 +288,7 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::has_interpreter;
+    use crate::elf::has_interpreter;
 
     #[test]
     fn a_dynamic_binary_has_an_interpreter_and_static_busybox_has_none() -> std::io::Result<()> {

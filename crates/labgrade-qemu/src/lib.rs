@@ -9,6 +9,7 @@
 
 mod accel;
 mod cpio;
+mod elf;
 mod initramfs;
 mod locale;
 mod modules;
@@ -22,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use labgrade_agent::proto::{AttachDisk, DiskSource, Request};
 use labgrade_guest::{AgentSession, Guest, GuestError, ScratchDisk};
+use labgrade_proto::{AttachDisk, DiskSource, Request};
 
 pub use accel::Accel;
 use initramfs::initramfs_for;

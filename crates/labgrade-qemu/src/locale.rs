@@ -40,7 +40,7 @@ pub(crate) fn locale_dir(cache_dir: &Path) -> Option<PathBuf> {
 }
 
 fn build(entries: &[fs::DirEntry], cache_dir: &Path, dir: &Path) -> std::io::Result<()> {
-    let prefix = labgrade_disk::scratch_path(cache_dir, "locale");
+    let prefix = labgrade_fs::scratch_path(cache_dir, "locale");
     let _ = fs::remove_dir_all(&prefix);
     let archive_dir = prefix.join("usr/lib/locale");
     fs::create_dir_all(&archive_dir)?;

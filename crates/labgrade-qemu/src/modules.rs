@@ -4,6 +4,7 @@
 //! Debian's kernel packages ship no `modules.dep` (depmod writes it at install time), and the host
 //! may have no `depmod`, so the dependency graph is read from the modules themselves.
 
+use crate::elf::modinfo_values;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
@@ -198,32 +199,19 @@ pub(crate) fn modinfo_aliases(elf: &[u8]) -> Vec<String> {
     modinfo_values(elf, "alias")
 }
 
-fn modinfo_values(elf: &[u8], key: &str) -> Vec<String> {
-    let needle = format!("\0{key}=");
-    let needle = needle.as_bytes();
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(at) = elf[from..].windows(needle.len()).position(|w| w == needle) {
-        let value = &elf[from + at + needle.len()..];
-        let end = value.iter().position(|b| *b == 0).unwrap_or(value.len());
-        out.push(String::from_utf8_lossy(&value[..end]).into_owned());
-        from += at + needle.len() + end;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elf::module_elf;
 
     #[test]
     fn depends_is_read_from_modinfo_strings() {
-        let elf = b"\x7fELF...\0license=GPL\0depends=libcrc32c,crc16\0retpoline=Y\0name=xfs\0";
-        assert_eq!(modinfo_depends(elf), vec!["libcrc32c", "crc16"]);
-        assert!(modinfo_depends(b"\0depends=\0name=overlay\0").is_empty());
+        let elf = module_elf(b"license=GPL\0depends=libcrc32c,crc16\0retpoline=Y\0name=xfs\0");
+        assert_eq!(modinfo_depends(&elf), vec!["libcrc32c", "crc16"]);
+        assert!(modinfo_depends(&module_elf(b"depends=\0name=overlay\0")).is_empty());
         assert!(modinfo_depends(b"no modinfo here").is_empty());
-        let xfs = b"\0alias=fs-xfs\0depends=libcrc32c\0alias=xfs\0";
-        assert_eq!(modinfo_aliases(xfs), vec!["fs-xfs", "xfs"]);
+        let xfs = module_elf(b"alias=fs-xfs\0depends=libcrc32c\0alias=xfs\0");
+        assert_eq!(modinfo_aliases(&xfs), vec!["fs-xfs", "xfs"]);
     }
 
     #[test]
@@ -232,9 +220,9 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let k = dir.path().join("kernel/fs");
         fs::create_dir_all(&k)?;
-        fs::write(k.join("9p.ko"), b"\0depends=9pnet,netfs\0")?;
-        fs::write(k.join("9pnet.ko"), b"\0depends=\0")?;
-        fs::write(k.join("netfs.ko"), b"\0depends=fscache\0")?;
+        fs::write(k.join("9p.ko"), module_elf(b"depends=9pnet,netfs\0"))?;
+        fs::write(k.join("9pnet.ko"), module_elf(b"depends=\0"))?;
+        fs::write(k.join("netfs.ko"), module_elf(b"depends=fscache\0"))?;
         fs::write(
             dir.path().join("modules.builtin"),
             "kernel/fs/fscache/fscache.ko\n",

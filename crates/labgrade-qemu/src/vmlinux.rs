@@ -9,6 +9,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::elf::has_pvh_note;
+
 /// The vmlinux for `vmlinuz`, cached under `cache_dir`; `None` when the image cannot be unpacked
 /// or lacks a PVH entry (then the bzImage boots as it is).
 pub(crate) fn vmlinux_for(vmlinuz: &Path, release: &str, cache_dir: &Path) -> Option<PathBuf> {
@@ -41,12 +43,7 @@ pub(crate) fn vmlinux_for(vmlinuz: &Path, release: &str, cache_dir: &Path) -> Op
         return None;
     }
     fs::create_dir_all(cache_dir).ok()?;
-    let tmp = labgrade_disk::scratch_path(cache_dir, &format!("vmlinux-{release}"));
-    fs::write(&tmp, &elf).ok()?;
-    if fs::rename(&tmp, &path).is_err() {
-        let _ = fs::remove_file(&tmp);
-        return None;
-    }
+    labgrade_fs::write_atomically(&path, &elf).ok()?;
     Some(path)
 }
 
@@ -57,7 +54,7 @@ fn crc_like(bytes: &[u8]) -> u32 {
 }
 
 fn le32(b: &[u8], at: usize) -> Option<usize> {
-    let s = b.get(at..at + 4)?;
+    let s = b.get(at..at.checked_add(4)?)?;
     usize::try_from(u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok()
 }
 
@@ -68,8 +65,8 @@ fn payload(image: &[u8]) -> Option<(&'static str, &[u8])> {
         return None;
     }
     let setup_sects = usize::from(*image.get(0x1f1)?).max(4);
-    let start = (setup_sects + 1) * 512 + le32(image, 0x248)?;
-    let payload = image.get(start..start + le32(image, 0x24c)?)?;
+    let start = ((setup_sects + 1) * 512).checked_add(le32(image, 0x248)?)?;
+    let payload = image.get(start..start.checked_add(le32(image, 0x24c)?)?)?;
     let tool = if payload.starts_with(b"\xfd7zXZ\0") {
         "xz"
     } else if payload.starts_with(b"\x28\xb5\x2f\xfd") {
@@ -103,49 +100,29 @@ fn decompress(tool: &str, data: &[u8]) -> Option<Vec<u8>> {
     (out.stdout.get(..4) == Some(b"\x7fELF")).then_some(out.stdout)
 }
 
-/// Does this ELF64 carry the `Xen` note of type 18 (XEN_ELFNOTE_PHYS32_ENTRY) QEMU boots PVH by?
-fn has_pvh_note(elf: &[u8]) -> bool {
-    const PT_NOTE: usize = 4;
-    let u16_at = |o: usize| {
-        elf.get(o..o + 2)
-            .map_or(0, |b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-    };
-    let u64_at = |o: usize| {
-        elf.get(o..o + 8)
-            .and_then(|b| {
-                usize::try_from(u64::from_le_bytes([
-                    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-                ]))
-                .ok()
-            })
-            .unwrap_or(0)
-    };
-    let (phoff, phsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
-    for i in 0..phnum {
-        let ph = phoff + i * phsize;
-        if le32(elf, ph) != Some(PT_NOTE) {
-            continue;
-        }
-        let (mut at, end) = (u64_at(ph + 8), u64_at(ph + 8) + u64_at(ph + 32));
-        while at + 12 <= end {
-            let (Some(namesz), Some(descsz), Some(kind)) =
-                (le32(elf, at), le32(elf, at + 4), le32(elf, at + 8))
-            else {
-                break;
-            };
-            let name = elf.get(at + 12..at + 12 + namesz).unwrap_or_default();
-            if kind == 18 && name.starts_with(b"Xen") {
-                return true;
-            }
-            at += 12 + namesz.next_multiple_of(4) + descsz.next_multiple_of(4);
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn hostile_bzimage_headers_never_panic(
+            setup in proptest::prelude::any::<u8>(),
+            offset in proptest::prelude::any::<u32>(),
+            len in proptest::prelude::any::<u32>(),
+            size in 0usize..0x1000,
+        ) {
+            let mut image = vec![0u8; size.max(0x250)];
+            image[0x202..0x206].copy_from_slice(b"HdrS");
+            image[0x1f1] = setup;
+            image[0x248..0x24c].copy_from_slice(&offset.to_le_bytes());
+            image[0x24c..0x250].copy_from_slice(&len.to_le_bytes());
+            let _ = payload(&image);
+            let _ = payload(&image[..size.min(image.len())]);
+        }
+    }
 
     #[test]
     fn not_a_bzimage_is_left_alone() {

@@ -217,10 +217,14 @@ fn evidence_block(out: &mut String, lab: &LabReport) {
     for s in &lab.steps {
         let _ = writeln!(
             out,
-            "--- {} exit={:?} failed={:?} ({} ms)",
+            "--- {} exit={:?} failed=[{}] ({} ms)",
             step_label(s),
             s.exit_code,
-            s.failed_commands,
+            s.failed_commands
+                .iter()
+                .map(|f| format!("file line {}: exit {}", f.line, f.exit_code))
+                .collect::<Vec<_>>()
+                .join(", "),
             s.duration_ms
         );
         let _ = writeln!(out, "$ {}", s.run.trim_end().replace('\n', "\n$ "));

@@ -8,15 +8,19 @@ mod human;
 mod junit;
 mod matrix;
 mod model;
+mod schema;
 
 pub use human::{render_human, render_timings};
 pub use junit::render_junit;
 pub use matrix::{
-    Difference, MatrixColumn, MatrixReport, render_matrix_human, render_matrix_markdown,
+    Cell, Difference, MatrixColumn, MatrixReport, Observed, Subject, render_matrix_human,
+    render_matrix_markdown,
 };
 pub use model::{
-    CheckReport, CheckStatus, LabReport, LabStatus, RunReport, SnapshotReport, StepReport, Totals,
+    CheckReport, CheckStatus, FailedCommandReport, LabReport, LabStatus, RunReport, SCHEMA_VERSION,
+    SnapshotReport, StepReport, Totals,
 };
+pub use schema::{matrix_report_schema, run_report_schema};
 
 /// `--format json`: the report as pretty JSON.
 pub fn render_json(report: &RunReport) -> serde_json::Result<String> {

@@ -1,16 +1,30 @@
 //! The report model: plain data that every renderer (and every tool reading `--format json`)
 //! works from. Field names are a contract: add fields, never rename or repurpose them.
 
+use labgrade_proto::{Entry, Privilege};
 use labgrade_spec::LessonRef;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The version of the JSON reports' shape (run, matrix and those that follow). It goes up by one
+/// whenever a field is renamed, removed or changes meaning; added fields keep it. The committed
+/// JSON Schemas under `crates/labgrade-report/schema/` describe the current version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
 /// One `labgrade run`: every lab asked for, on one guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RunReport {
+    /// The shape of this report: [`SCHEMA_VERSION`] when it was written.
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
     /// The guest, e.g. `host`.
     pub guest: String,
-    /// How labs ran there, in words (root, or a user namespace), if a session started.
-    pub privilege: Option<String>,
+    /// How labs ran there (root, or a user namespace), if a session started.
+    pub privilege: Option<Privilege>,
     /// Why kernel-log checks cannot be judged here, if they cannot.
     pub kmsg_unavailable: Option<String>,
     /// Every lab, in the order asked.
@@ -48,7 +62,7 @@ impl std::ops::AddAssign for Totals {
 }
 
 /// Counts of lab outcomes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Totals {
     /// Labs whose every step and check held.
     pub passed: usize,
@@ -61,7 +75,7 @@ pub struct Totals {
 }
 
 /// How a lab ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LabStatus {
     /// Every step ended as expected and every check held.
@@ -87,7 +101,7 @@ impl LabStatus {
 }
 
 /// One lab's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LabReport {
     /// The lab id.
     pub id: String,
@@ -111,6 +125,30 @@ pub struct LabReport {
 }
 
 impl LabReport {
+    /// A lab's report before it runs: passing, with no steps yet.
+    pub fn new(lab: &labgrade_spec::Lab) -> LabReport {
+        LabReport {
+            id: lab.id.clone(),
+            title: lab.title.clone(),
+            file: lab.path.display().to_string(),
+            lesson: lab.lesson.clone(),
+            status: LabStatus::Pass,
+            reason: None,
+            steps: Vec::new(),
+            snapshots: Vec::new(),
+            duration_ms: 0,
+        }
+    }
+
+    /// A lab that could not be run for a reason that is not the lab's (exit code 3).
+    pub fn error(lab: &labgrade_spec::Lab, reason: String) -> LabReport {
+        LabReport {
+            status: LabStatus::Error,
+            reason: Some(reason),
+            ..LabReport::new(lab)
+        }
+    }
+
     /// Every check of every step.
     pub fn checks(&self) -> impl Iterator<Item = &CheckReport> {
         self.steps.iter().flat_map(|s| s.checks.iter())
@@ -118,7 +156,7 @@ impl LabReport {
 }
 
 /// One step: what ran and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StepReport {
     /// 1-based.
     pub number: usize,
@@ -128,8 +166,8 @@ pub struct StepReport {
     pub run: String,
     /// Exit code of its last command (`None`: killed, timed out, or the session ended).
     pub exit_code: Option<i32>,
-    /// Each command that failed, as `file line N: exit C` (N is a line of the lab file).
-    pub failed_commands: Vec<String>,
+    /// Each command that failed, by its line in the lab file.
+    pub failed_commands: Vec<FailedCommandReport>,
     /// Standard output.
     pub stdout: String,
     /// Standard error.
@@ -142,8 +180,17 @@ pub struct StepReport {
     pub checks: Vec<CheckReport>,
 }
 
+/// A command of a step that failed, as `set -e` would have seen it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedCommandReport {
+    /// Its line in the lab file (1-based).
+    pub line: usize,
+    /// Its exit code.
+    pub exit_code: i32,
+}
+
 /// One check's verdict with the evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckReport {
     /// What was looked at: a path relative to `$LAB`, or `exit`, `stdout`, `stderr`, `kmsg`.
     pub subject: String,
@@ -162,7 +209,7 @@ pub struct CheckReport {
 }
 
 /// A check's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     /// It held.
@@ -173,13 +220,43 @@ pub enum CheckStatus {
     Skip,
 }
 
-/// A normalised tree listing taken during a lab.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A normalised tree listing taken during a lab: typed entries, and their text beside them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SnapshotReport {
     /// `DIR@end` or `DIR@step-N`: unique within the lab.
     pub name: String,
     /// The directory, relative to `$LAB`.
     pub dir: String,
-    /// The listing (see `labgrade-snap`), or why it could not be taken.
+    /// Every entry, the root first as `.`; `None` when the tree could not be read.
+    pub entries: Option<Vec<Entry>>,
+    /// Why the tree could not be read, if it could not.
+    pub error: Option<String>,
+    /// The listing as insta compares it: one line per entry, or `[no snapshot: ERROR]`.
     pub text: String,
+}
+
+impl SnapshotReport {
+    /// The report of a snapshot taken (or not) of `dir`, named `name`.
+    pub fn new(
+        name: String,
+        dir: String,
+        tree: Result<labgrade_proto::TreeSnapshot, String>,
+    ) -> Self {
+        match tree {
+            Ok(t) => SnapshotReport {
+                name,
+                dir,
+                text: t.render(),
+                entries: Some(t.entries),
+                error: None,
+            },
+            Err(e) => SnapshotReport {
+                name,
+                dir,
+                text: format!("[no snapshot: {e}]\n"),
+                entries: None,
+                error: Some(e),
+            },
+        }
+    }
 }

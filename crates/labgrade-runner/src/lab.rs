@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use labgrade_agent::proto::{PathFacts, StepOutcome};
 use labgrade_guest::{AgentSession, Guest, GuestError, ScratchDisk};
-use labgrade_report::{CheckReport, CheckStatus, LabReport, LabStatus, SnapshotReport, StepReport};
+use labgrade_proto::{PathFacts, StepOutcome};
+use labgrade_report::{
+    CheckReport, CheckStatus, FailedCommandReport, LabReport, LabStatus, SnapshotReport, StepReport,
+};
 use labgrade_spec::{Fact, Lab, Step};
 
 use crate::judge::{judge_exit, judge_fact, judge_output};
@@ -14,17 +16,7 @@ use crate::{GuestCapabilities, ms};
 /// Runs one lab and reports it. Never fails: a guest that breaks makes an `Error` report.
 pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabReport {
     let mut started = Instant::now();
-    let mut report = LabReport {
-        id: lab.id.clone(),
-        title: lab.title.clone(),
-        file: lab.path.display().to_string(),
-        lesson: lab.lesson.clone(),
-        status: LabStatus::Pass,
-        reason: None,
-        steps: Vec::new(),
-        snapshots: Vec::new(),
-        duration_ms: 0,
-    };
+    let mut report = LabReport::new(lab);
     if let Some(pending) = &lab.pending {
         report.status = LabStatus::Skip;
         report.reason = Some(format!("pending: {pending}"));
@@ -208,11 +200,7 @@ fn snapshot(
     name: &str,
 ) -> Result<SnapshotReport, GuestError> {
     let tree = session.snapshot(dir)?;
-    Ok(SnapshotReport {
-        name: name.to_owned(),
-        dir: dir.to_owned(),
-        text: tree.map_or_else(|e| format!("[no snapshot: {e}]\n"), |t| t.render()),
-    })
+    Ok(SnapshotReport::new(name.to_owned(), dir.to_owned(), tree))
 }
 
 fn step_report(step: &Step, outcome: StepOutcome, checks: Vec<CheckReport>) -> StepReport {
@@ -224,7 +212,10 @@ fn step_report(step: &Step, outcome: StepOutcome, checks: Vec<CheckReport>) -> S
         failed_commands: outcome
             .failed
             .iter()
-            .map(|f| format!("file line {}: exit {}", step.run_line + f.line - 1, f.code))
+            .map(|f| FailedCommandReport {
+                line: step.run_line + f.line.saturating_sub(1),
+                exit_code: f.code,
+            })
             .collect(),
         stdout: outcome.stdout,
         stderr: outcome.stderr,

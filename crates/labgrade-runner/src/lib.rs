@@ -4,12 +4,14 @@
 //! and facts are judged here ([`judge`]) into a [`LabReport`]. Infrastructure trouble becomes
 //! `LabStatus::Error`, never a lab failure.
 
+mod guest_spec;
 pub mod judge;
 mod lab;
 mod probe;
 
-use std::sync::Mutex;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use labgrade_disk::ImageCache;
@@ -17,6 +19,9 @@ use labgrade_guest::{Guest, GuestError};
 use labgrade_report::{LabReport, RunReport};
 use labgrade_spec::Lab;
 
+pub use guest_spec::{
+    GuestOptions, GuestSpec, LaunchError, ResolvedGuest, image_cache, writable_cache_dir,
+};
 pub use lab::run_lab;
 pub use probe::GuestCapabilities;
 
@@ -76,29 +81,51 @@ pub fn run_labs(
             scope.spawn(|| {
                 while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let lab = &labs[i];
-                    let report = run_lab(guest, lab, &caps);
+                    // A bug of ours in one lab is that lab's error, never a lab missing from the
+                    // report or a run that dies with exit 101.
+                    let report =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| run_lab(guest, lab, &caps)))
+                            .unwrap_or_else(|panic| {
+                                LabReport::error(
+                                    lab,
+                                    format!("labgrade itself failed: {}", panic_text(&*panic)),
+                                )
+                            });
                     on_done(&report);
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(report);
-                    }
+                    results.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(report);
                 }
             });
         }
     });
+    // Every lab asked for is in the report, in the order asked: one that no worker reported
+    // (a worker that died outside a lab) is an error, so the run cannot exit 0.
     let labs = results
         .into_inner()
-        .unwrap_or_default()
+        .unwrap_or_else(PoisonError::into_inner)
         .into_iter()
-        .flatten()
+        .zip(labs)
+        .map(|(report, lab)| {
+            report.unwrap_or_else(|| LabReport::error(lab, "no worker reported this lab".into()))
+        })
         .collect();
     Ok(RunReport {
+        schema_version: labgrade_report::SCHEMA_VERSION,
         guest: guest.name(),
-        privilege: caps.hello().map(|h| h.privilege.to_string()),
+        privilege: caps.hello().map(|h| h.privilege),
         kmsg_unavailable: caps.hello().and_then(|h| h.kmsg_unavailable),
         labs,
         probe_ms: u64::try_from(caps.probe_time().as_millis()).unwrap_or(u64::MAX),
         duration_ms: ms(started),
     })
+}
+
+/// The message a panic carried, for a report.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 pub(crate) fn ms(since: Instant) -> u64 {

@@ -8,10 +8,11 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use labgrade_agent::proto::{Hello, ProbeImage, ProbeResult};
 use labgrade_disk::ImageCache;
 use labgrade_guest::{AgentSession, GuestError};
-use labgrade_spec::{Capability, DiskFormat, Filesystem};
+use labgrade_proto::Capability;
+use labgrade_proto::{Hello, ProbeImage, ProbeResult};
+use labgrade_spec::{DiskFormat, Filesystem};
 
 /// The capabilities of one guest, filled in as labs need them; shared by the labs of a run.
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Capability;
+use labgrade_proto::Capability;
 
 /// The largest disk a lab may ask for: a VM's scratch slots are this big (sparse).
 pub const MAX_DISK_MIB: u64 = 4096;

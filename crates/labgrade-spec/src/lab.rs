@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use labgrade_snap::EntryKind;
+use labgrade_proto::EntryKind;
 use serde::{Deserialize, Serialize};
 
 use crate::{Capability, Disk};
@@ -34,7 +34,7 @@ pub struct Lab {
 }
 
 /// A pointer into the lesson's markdown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LessonRef {
     /// The lesson file name, e.g. `07-overlay-filesystems.md`.
     pub file: String,

@@ -6,16 +6,17 @@
 //! format; this crate turns a file into a validated [`Lab`] or into an [`SpecError`] that names the
 //! file, line and column and says what to do.
 
-mod capability;
+mod discover;
 mod disk;
 mod error;
 mod lab;
 mod load;
 
-pub use capability::{Capability, UnknownCapability};
+pub use discover::{SelectError, all_labs, select_labs};
 pub use disk::{DEFAULT_DISK_MIB, Disk, DiskFormat, Filesystem, MAX_DISK_MIB};
 pub use error::{InvalidLab, SpecError};
 pub use lab::{Check, ExitExpectation, Fact, Lab, LessonRef, OutputCheck, Step};
+use labgrade_proto::Capability;
 pub use load::{DEFAULT_STEP_TIMEOUT, lab_id, load_dir, load_lab, parse_lab};
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use labgrade_snap::EntryKind;
+use labgrade_proto::EntryKind;
 use serde::Deserialize;
 use toml::Spanned;
 

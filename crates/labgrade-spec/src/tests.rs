@@ -52,7 +52,7 @@ fn a_good_lab_parses_into_typed_steps_and_checks() -> Result<(), SpecError> {
     assert_eq!(
         facts,
         vec![
-            ("upper/etc", Fact::Kind(labgrade_snap::EntryKind::Dir), 19),
+            ("upper/etc", Fact::Kind(labgrade_proto::EntryKind::Dir), 19),
             ("upper/etc", Fact::Opaque(false), 19),
             (
                 "lower/etc/app.conf",

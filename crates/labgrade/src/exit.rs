@@ -27,6 +27,12 @@ pub enum CliError {
     /// A kernel could not be had: a bad selector (usage) or the archive, network or disk failed.
     #[error(transparent)]
     Kernel(#[from] labgrade_kernel::KernelError),
+    /// The labs asked for could not be found, or two share an id.
+    #[error(transparent)]
+    Select(labgrade_spec::SelectError),
+    /// A guest could not be had (an unknown name or kernel, or a cache that cannot be used).
+    #[error(transparent)]
+    Launch(#[from] labgrade_runner::LaunchError),
     /// Writing the output failed.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -42,10 +48,22 @@ impl CliError {
     /// The documented exit code of this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Usage(_) | CliError::Spec(_) => USAGE,
+            CliError::Usage(_) | CliError::Spec(_) | CliError::Select(_) => USAGE,
             CliError::Kernel(e) if e.is_usage() => USAGE,
             CliError::Kernel(_) => INFRASTRUCTURE,
+            CliError::Launch(e) if e.is_usage() => USAGE,
+            CliError::Launch(_) => INFRASTRUCTURE,
             CliError::Guest(_) | CliError::Output { .. } => INFRASTRUCTURE,
+        }
+    }
+}
+
+impl From<labgrade_spec::SelectError> for CliError {
+    fn from(e: labgrade_spec::SelectError) -> CliError {
+        // A lab file that does not validate keeps its source snippet when printed.
+        match e {
+            labgrade_spec::SelectError::Spec(spec) => CliError::Spec(spec),
+            other => CliError::Select(other),
         }
     }
 }

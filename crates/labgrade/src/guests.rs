@@ -1,66 +1,12 @@
-//! Turning a `--guest` name into a guest: `host`, or `qemu:KERNEL` with KERNEL any kernel source
-//! (`debian:6.1`, `local:VMLINUZ:MODULES`, `deb:PATH`), fetched into the cache if needed.
+//! Turning a `--guest` name into a guest, through the runner's [`labgrade_runner::GuestSpec`].
 
-use std::str::FromStr;
-
-use labgrade_guest::{Guest, HostGuest};
-use labgrade_kernel::{FetchOptions, KernelCache, KernelSource};
-use labgrade_qemu::{BootKernel, QemuConfig, QemuGuest};
+pub use labgrade_runner::{GuestOptions, ResolvedGuest};
 
 use crate::exit::CliError;
 
-/// Where disk images for scratch disks and filesystem probes are kept: beside the kernels, or
-/// in this user's private temp dir when that cache is not writable.
+/// Where disk images for scratch disks and filesystem probes are kept.
 pub fn image_cache() -> Result<labgrade_disk::ImageCache, CliError> {
-    writable_beside("disks").map(labgrade_disk::ImageCache::new)
-}
-
-fn writable_beside(name: &str) -> Result<std::path::PathBuf, CliError> {
-    KernelCache::default_location()
-        .writable_beside(name)
-        .map_err(|source| CliError::Output {
-            path: format!("the {name} cache"),
-            source,
-        })
-}
-
-/// How qemu guests are built, from the command line.
-#[derive(Debug, Clone)]
-pub struct GuestOptions {
-    /// `auto`, `kvm` or `tcg`.
-    pub accel: String,
-    /// Sessions (labs at once) inside one VM, and its vCPUs.
-    pub sessions: usize,
-    /// Scratch disks one session may need: the most any lab to run has.
-    pub disks_per_session: usize,
-    /// Mirror for kernel downloads, if not the machine's own.
-    pub mirror: Option<String>,
-}
-
-impl GuestOptions {
-    /// Options for running `labs`: as many disk slots per session as the most any lab has.
-    pub fn for_labs(
-        accel: &str,
-        sessions: usize,
-        labs: &[labgrade_spec::Lab],
-        mirror: Option<String>,
-    ) -> GuestOptions {
-        GuestOptions {
-            accel: accel.to_owned(),
-            sessions,
-            disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
-            mirror,
-        }
-    }
-}
-
-/// A guest ready to run labs, and the kernel release it runs (for reports).
-#[derive(Debug)]
-pub struct ResolvedGuest {
-    /// The guest.
-    pub guest: Box<dyn Guest>,
-    /// `uname -r` of its kernel, where labgrade chose the kernel.
-    pub kernel_release: Option<String>,
+    Ok(labgrade_runner::image_cache()?)
 }
 
 /// Builds the guest `name`; a qemu kernel is fetched (or found in the cache) first.
@@ -70,42 +16,6 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
             "cannot find the labgrade binary to start the agent: {e}"
         ))
     })?;
-    if name == "host" {
-        return Ok(ResolvedGuest {
-            guest: Box::new(HostGuest::new(exe)),
-            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .ok()
-                .map(|s| s.trim().to_owned()),
-        });
-    }
-    let Some(kernel) = name.strip_prefix("qemu:") else {
-        return Err(CliError::Usage(format!(
-            "unknown guest `{name}`; guests are `host` and `qemu:KERNEL` (e.g. qemu:debian:6.1)"
-        )));
-    };
-    let source = KernelSource::from_str(kernel).map_err(|e| CliError::Usage(e.to_string()))?;
-    let cache = KernelCache::default_location();
-    let fetched = cache.fetch(
-        &source,
-        &FetchOptions {
-            mirror: options.mirror.clone(),
-            offline: false,
-        },
-    )?;
-    let release = fetched.release.clone();
-    let mut config = QemuConfig::new(
-        BootKernel::from(fetched),
-        exe,
-        writable_beside("initramfs")?,
-    );
-    config.accel = options.accel.parse().map_err(CliError::Usage)?;
-    config.sessions = options.sessions.max(1);
-    config.disks_per_session = options.disks_per_session;
-    // More sessions than host CPUs still pay: a session waiting on 9p leaves its vCPU idle.
-    let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    config.cpus = u32::try_from(options.sessions.clamp(1, host_cpus)).unwrap_or(1);
-    Ok(ResolvedGuest {
-        guest: Box::new(QemuGuest::new(config)),
-        kernel_release: Some(release),
-    })
+    let spec: labgrade_runner::GuestSpec = name.parse()?;
+    Ok(spec.launch(&exe, options)?)
 }

@@ -40,10 +40,11 @@ fn broken_quick_start(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the quick start's report differs in a user namespace"
+)]
 fn a_broken_lab_fails_with_exit_1_and_a_readable_diff() {
-    if !common::is_root() {
-        return common::skip("the quick start's report differs in a user namespace; run as root");
-    }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let lab = broken_quick_start(dir.path());
     let out = labgrade(&["run", lab.to_str().unwrap_or_default()]);
@@ -156,6 +157,10 @@ fn a_malformed_lab_is_a_usage_error_naming_file_line_and_column() {
 
 #[test]
 fn unknown_labs_and_guests_are_usage_errors() {
+    // An accelerator that does not exist is refused while parsing, before any lab or kernel.
+    let out = labgrade(&["run", "--accel", "warp", "quick-start"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warp"), "{}", text(&out.stderr));
     let out = labgrade(&["run", "no-such-lab"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("no lab `no-such-lab`"));
@@ -175,6 +180,49 @@ fn unknown_labs_and_guests_are_usage_errors() {
             "{args:?}: {}",
             text(&out.stderr)
         );
+    }
+}
+
+/// A bzImage header that claims far more bytes than the file has.
+fn hostile_bzimage() -> Vec<u8> {
+    let mut h = vec![0u8; 0x400];
+    h[0x1f1] = 0xff;
+    h[0x1f4..0x1f8].copy_from_slice(&u32::MAX.to_le_bytes());
+    h[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    h[0x202..0x206].copy_from_slice(b"HdrS");
+    h[0x248..0x250].copy_from_slice(&[0xff; 8]);
+    h
+}
+
+#[test]
+fn a_local_kernel_that_is_not_a_kernel_is_an_input_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let modules = dir.path().join("lib/modules/6.1.0-test");
+    std::fs::create_dir_all(&modules).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(modules.join("modules.dep"), "").unwrap_or_else(|e| panic!("{e}"));
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut truncated = hostile_bzimage();
+    truncated[0x1f4..0x1f8].copy_from_slice(&0x1000u32.to_le_bytes());
+    for (name, bytes) in [
+        ("empty", Vec::new()),
+        ("random", random),
+        ("hostile-header", hostile_bzimage()),
+        ("truncated", truncated),
+        ("text", b"#!/bin/sh\necho not a kernel\n".to_vec()),
+    ] {
+        let image = dir.path().join(format!("vmlinuz-{name}"));
+        std::fs::write(&image, bytes).unwrap_or_else(|e| panic!("{e}"));
+        let guest = format!("qemu:local:{}:{}", image.display(), modules.display());
+        let out = labgrade(&["exec", "--guest", &guest, "--", "true"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&image.display().to_string()),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains("not a kernel image"), "{name}: {stderr}");
     }
 }
 

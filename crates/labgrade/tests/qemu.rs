@@ -1,55 +1,7 @@
-//! Every lab on every kernel of the matrix, each in a VM of its own under QEMU: pass, or skip with
-//! a probed reason; snapshots are kept per kernel.
+//! The qemu guest itself: an agent under /tmp, a guest that cannot start its agent, scratch disks
+//! on reused slots. (Every lab on every kernel is in `labs.rs`.)
 
 mod common;
-
-use std::path::PathBuf;
-
-use labgrade_report::{LabStatus, render_human};
-use labgrade_runner::{GuestCapabilities, run_lab};
-use rstest::rstest;
-
-#[rstest]
-fn lab_passes_on_kernel(
-    #[files("../../labs/*/*.toml")] path: PathBuf,
-    #[values("debian:5.10", "debian:6.1", "debian:6.12", "debian:7")] kernel: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let lab = labgrade_spec::load_lab(&path)?;
-    if lab.pending.is_some() {
-        // Nothing boots for a pending lab; the host test covers its skip.
-        return Ok(());
-    }
-    let guest = match common::qemu_guest_with(kernel, |c| c.disks_per_session = lab.disks.len()) {
-        Ok(g) => g,
-        Err(reason) => {
-            common::skip_or_fail(&reason);
-            return Ok(());
-        }
-    };
-    let caps = GuestCapabilities::new(common::images());
-    let report = run_lab(&guest, &lab, &caps);
-    let run = common::one_lab_run(&format!("qemu:{kernel}"), &caps, &report);
-    println!("{}", render_human(&run));
-    match report.status {
-        LabStatus::Pass => {}
-        LabStatus::Skip => {
-            common::skip(&report.reason.unwrap_or_default());
-            return Ok(());
-        }
-        LabStatus::Fail | LabStatus::Error => panic!(
-            "lab {} did not pass on {kernel}:\n{}",
-            lab.id,
-            render_human(&run)
-        ),
-    }
-    common::assert_snapshots(
-        &lab,
-        &report,
-        &format!("qemu-{}", kernel.replace(':', "-")),
-        Some(kernel),
-    );
-    Ok(())
-}
 
 /// Runs `uname -r` through a fresh session of `guest`.
 fn uname(guest: &labgrade_qemu::QemuGuest) -> Result<String, labgrade_guest::GuestError> {
@@ -61,6 +13,10 @@ fn uname(guest: &labgrade_qemu::QemuGuest) -> Result<String, labgrade_guest::Gue
 }
 
 #[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
 fn an_agent_kept_under_tmp_still_starts_in_the_guest() {
     // The guest once put a tmpfs over the host's /tmp, hiding an agent built there (CI clones do).
     let dir = match tempfile::tempdir() {
@@ -74,22 +30,26 @@ fn an_agent_kept_under_tmp_still_starts_in_the_guest() {
         c.boot_timeout = std::time::Duration::from_secs(60);
     }) {
         Ok(g) => g,
-        Err(reason) => return common::skip_or_fail(&reason),
+        Err(reason) => panic!("{reason}"),
     };
     assert_eq!(
         uname(&guest).unwrap_or_else(|e| panic!("{e}")),
-        "6.1.0-50-amd64"
+        common::cached_release("debian:6.1")
     );
 }
 
 #[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
 fn a_guest_that_cannot_start_its_agent_fails_in_bounded_time_with_the_console() {
     let guest = match common::qemu_guest_with("debian:6.1", |c| {
         c.agent_exe = "/nonexistent/labgrade".into();
         c.boot_timeout = std::time::Duration::from_secs(30);
     }) {
         Ok(g) => g,
-        Err(reason) => return common::skip_or_fail(&reason),
+        Err(reason) => panic!("{reason}"),
     };
     let started = std::time::Instant::now();
     let err = match uname(&guest) {
@@ -123,11 +83,15 @@ fn step(session: &mut labgrade_guest::AgentSession, script: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
 fn each_session_gets_its_scratch_disk_as_new_even_on_a_reused_slot() {
     use labgrade_guest::{Guest, ScratchDisk};
     let guest = match common::qemu_guest_with("debian:6.1", |c| c.disks_per_session = 1) {
         Ok(g) => g,
-        Err(reason) => return common::skip_or_fail(&reason),
+        Err(reason) => panic!("{reason}"),
     };
     let format = labgrade_spec::DiskFormat {
         fs: labgrade_spec::Filesystem::Ext4,

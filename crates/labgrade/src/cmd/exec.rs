@@ -16,8 +16,8 @@ pub struct ExecArgs {
     #[arg(long, default_value = "host")]
     guest: String,
     /// For qemu guests: kvm, tcg, or auto.
-    #[arg(long, default_value = "auto")]
-    accel: String,
+    #[arg(long, default_value = "auto", value_parser = str::parse::<labgrade_qemu::Accel>)]
+    accel: labgrade_qemu::Accel,
     /// Seconds the command may run.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -43,7 +43,7 @@ fn shell_quote(word: &str) -> String {
 pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
     let guest = crate::guests::resolve(
         &args.guest,
-        &crate::guests::GuestOptions::for_labs(&args.accel, 1, &[], None),
+        &crate::guests::GuestOptions::for_labs(args.accel, 1, &[], None),
     )?
     .guest;
     let mut session = guest.start_session()?;

@@ -1,10 +1,11 @@
 //! `labgrade matrix`: the same labs on several kernels at once, a table of results, and every
 //! snapshot entry and kernel message that differs between them.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
@@ -41,8 +42,8 @@ pub struct MatrixArgs {
     #[arg(long, short)]
     jobs: Option<usize>,
     /// kvm, tcg, or auto.
-    #[arg(long, default_value = "auto")]
-    accel: String,
+    #[arg(long, default_value = "auto", value_parser = str::parse::<labgrade_qemu::Accel>)]
+    accel: labgrade_qemu::Accel,
     /// Mirror for kernel downloads (default: the machine's configured Debian mirror).
     #[arg(long)]
     mirror: Option<String>,
@@ -74,7 +75,7 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
         names.push("host".into());
     }
     // Kernels are fetched first, one after another: a cached kernel costs nothing.
-    let options = GuestOptions::for_labs(&args.accel, 1, &labs, args.mirror.clone());
+    let options = GuestOptions::for_labs(args.accel, 1, &labs, args.mirror.clone());
     let mut guests: Vec<(String, Result<ResolvedGuest, String>)> = Vec::new();
     for name in &names {
         eprintln!("labgrade matrix: preparing {name}");
@@ -101,66 +102,39 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
                     let Some((name, resolved)) = guests.get(i) else {
                         break;
                     };
-                    let column = match resolved {
-                        Err(e) => MatrixColumn {
-                            guest: name.clone(),
-                            kernel_release: None,
-                            run: None,
-                            error: Some(e.clone()),
-                        },
-                        Ok(g) => {
-                            let on_done = |r: &LabReport| {
-                                bar.set_message(format!("{name}: {} {}", r.status.word(), r.id));
-                                bar.inc(1);
-                            };
-                            let options = RunOptions {
-                                jobs: 1,
-                                expected_ms: crate::history::load(name),
-                                images: images.clone(),
-                            };
-                            let run = labgrade_runner::run_labs(
-                                g.guest.as_ref(),
-                                &labs,
-                                options,
-                                &on_done,
-                            );
-                            if let Ok(r) = &run {
-                                crate::history::save(name, r);
-                            }
-                            match run {
-                                Ok(run) => MatrixColumn {
-                                    guest: name.clone(),
-                                    kernel_release: g.kernel_release.clone(),
-                                    run: Some(run),
-                                    error: None,
-                                },
-                                Err(e) => MatrixColumn {
-                                    guest: name.clone(),
-                                    kernel_release: g.kernel_release.clone(),
-                                    run: None,
-                                    error: Some(e.to_string()),
-                                },
-                            }
-                        }
-                    };
-                    if let Ok(mut c) = columns.lock() {
-                        c[i] = Some(column);
-                    }
+                    // A bug of ours on one guest is that column's error, never a missing column.
+                    let column = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        run_column(name, resolved, &labs, &images, &bar)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        MatrixColumn::failed(
+                            name,
+                            format!(
+                                "labgrade itself failed: {}",
+                                labgrade_runner::panic_text(&*panic)
+                            ),
+                        )
+                    });
+                    columns.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(column);
                 }
             });
         }
     });
     bar.finish_and_clear();
     drop(guests); // stops every VM
-    let report = MatrixReport {
-        columns: columns
-            .into_inner()
-            .unwrap_or_default()
-            .into_iter()
-            .flatten()
-            .collect(),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    };
+    let columns = columns
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .into_iter()
+        .zip(&names)
+        .map(|(c, name)| {
+            c.unwrap_or_else(|| MatrixColumn::failed(name, "no worker reported this guest".into()))
+        })
+        .collect();
+    let report = MatrixReport::new(
+        columns,
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
     let text = match args.format {
         MatrixFormat::Human => labgrade_report::render_matrix_human(&report),
         MatrixFormat::Markdown => labgrade_report::render_matrix_markdown(&report),
@@ -182,6 +156,44 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
         report.duration_ms as f64 / 1000.0
     );
     Ok(exit_code(&report))
+}
+
+/// Runs every lab on one guest of the matrix.
+fn run_column(
+    name: &str,
+    resolved: &Result<ResolvedGuest, String>,
+    labs: &[labgrade_spec::Lab],
+    images: &labgrade_disk::ImageCache,
+    bar: &ProgressBar,
+) -> MatrixColumn {
+    let g = match resolved {
+        Err(e) => return MatrixColumn::failed(name, e.clone()),
+        Ok(g) => g,
+    };
+    let on_done = |r: &LabReport| {
+        bar.set_message(format!("{name}: {} {}", r.status.word(), r.id));
+        bar.inc(1);
+    };
+    let options = RunOptions {
+        jobs: 1,
+        expected_ms: crate::history::load(name),
+        images: images.clone(),
+    };
+    match labgrade_runner::run_labs(g.guest.as_ref(), labs, options, &on_done) {
+        Ok(run) => {
+            crate::history::save(name, &run);
+            MatrixColumn {
+                guest: name.to_owned(),
+                kernel_release: g.kernel_release.clone(),
+                run: Some(run),
+                error: None,
+            }
+        }
+        Err(e) => MatrixColumn {
+            kernel_release: g.kernel_release.clone(),
+            ..MatrixColumn::failed(name, e.to_string())
+        },
+    }
 }
 
 fn exit_code(m: &MatrixReport) -> ExitCode {

@@ -32,8 +32,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "host")]
     guest: String,
     /// For qemu guests: kvm, tcg, or auto (kvm where it can run stock kernels).
-    #[arg(long, default_value = "auto")]
-    accel: String,
+    #[arg(long, default_value = "auto", value_parser = str::parse::<labgrade_qemu::Accel>)]
+    accel: labgrade_qemu::Accel,
     /// Report format.
     #[arg(long, value_enum, default_value = "human")]
     format: Format,
@@ -60,7 +60,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     }
     let guest = crate::guests::resolve(
         &args.guest,
-        &crate::guests::GuestOptions::for_labs(&args.accel, options.jobs, &labs, None),
+        &crate::guests::GuestOptions::for_labs(args.accel, options.jobs, &labs, None),
     )?
     .guest;
     let bar = ProgressBar::new(labs.len() as u64);
@@ -106,18 +106,8 @@ pub(crate) fn render(report: &RunReport, format: Format) -> Result<String, CliEr
 
 /// Writes to a temporary file beside `path` and renames it over: a reader never sees half a report.
 pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), CliError> {
-    let err = |source| CliError::Output {
+    labgrade_fs::write_atomically(path, text.as_bytes()).map_err(|source| CliError::Output {
         path: path.display().to_string(),
         source,
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
     })
 }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use labgrade_snap::TreeSnapshot;
 
 use crate::exit::CliError;
 
@@ -17,7 +16,7 @@ pub struct SnapshotArgs {
 
 /// Prints the normalised listing labs record, for any directory.
 pub fn run(args: &SnapshotArgs) -> Result<ExitCode, CliError> {
-    let snap = TreeSnapshot::take(&args.dir).map_err(|e| CliError::Usage(e.to_string()))?;
+    let snap = labgrade_snap::take(&args.dir).map_err(|e| CliError::Usage(e.to_string()))?;
     print!("{}", snap.render());
     Ok(ExitCode::SUCCESS)
 }

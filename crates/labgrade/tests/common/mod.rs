@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: the binary, the labs, and skips with reasons.
+//! Helpers shared by the integration tests: the binary, the labs, the guests.
 
 #![allow(dead_code)]
 
@@ -33,11 +33,6 @@ pub fn required_capabilities() -> Vec<String> {
         .collect()
 }
 
-/// Prints why a test did not run its assertions; the reason shows in nextest's output.
-pub fn skip(reason: &str) {
-    eprintln!("SKIPPED: {reason}");
-}
-
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -57,61 +52,49 @@ pub const KERNELS: [&str; 4] = ["debian:5.10", "debian:6.1", "debian:6.12", "deb
 
 /// Where tests keep disk images: the same cache as `labgrade` itself.
 pub fn images() -> labgrade_disk::ImageCache {
-    let dir = labgrade_kernel::KernelCache::default_location()
-        .writable_beside("disks")
-        .unwrap_or_else(|e| panic!("no disk cache: {e}"));
-    labgrade_disk::ImageCache::new(dir)
+    labgrade_runner::image_cache().unwrap_or_else(|e| panic!("no disk cache: {e}"))
 }
 
-/// Set by CI (scripts/test-all), which installs QEMU and fetches the kernels: a qemu test may not
-/// skip there.
-pub fn qemu_required() -> bool {
-    std::env::var_os("LABGRADE_REQUIRE_QEMU").is_some()
-}
-
-/// A qemu guest for a cached kernel, or the reason there is none (printed, and fatal in CI).
+/// A qemu guest for a cached kernel, or the reason there is none.
 pub fn qemu_guest(kernel: &str, sessions: usize) -> Result<labgrade_qemu::QemuGuest, String> {
     qemu_guest_with(kernel, |c| c.sessions = sessions)
 }
 
-/// Like [`qemu_guest`], with the configuration adjusted by `tune`.
+/// Like [`qemu_guest`], with the configuration adjusted by `tune`: built by the same
+/// [`labgrade_runner::GuestSpec`] as `labgrade --guest qemu:KERNEL`, from the cache only.
 pub fn qemu_guest_with(
     kernel: &str,
     tune: impl FnOnce(&mut labgrade_qemu::QemuConfig),
 ) -> Result<labgrade_qemu::QemuGuest, String> {
-    use std::str::FromStr;
-    if std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        return Err("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into());
-    }
-    let source = labgrade_kernel::KernelSource::from_str(kernel).map_err(|e| e.to_string())?;
-    let cache = labgrade_kernel::KernelCache::default_location();
-    let options = labgrade_kernel::FetchOptions {
-        mirror: None,
+    let spec: labgrade_runner::GuestSpec = format!("qemu:{kernel}")
+        .parse()
+        .map_err(|e: labgrade_runner::LaunchError| e.to_string())?;
+    let options = labgrade_runner::GuestOptions {
+        sessions: 1,
         offline: true,
+        ..labgrade_runner::GuestOptions::default()
     };
-    let k = cache.fetch(&source, &options).map_err(|e| {
-        format!(
-            "{kernel} is not in the kernel cache ({e}); fetch it: labgrade kernel fetch {kernel}"
-        )
-    })?;
-    let mut config = labgrade_qemu::QemuConfig::new(k.into(), exe(), cache.beside("initramfs"));
-    config.sessions = 1;
+    let mut config = spec
+        .qemu_config(&exe(), &options)
+        .map_err(|e| format!("{kernel}: {e}; fetch it: labgrade kernel fetch {kernel}"))?
+        .ok_or_else(|| format!("{kernel} is not a qemu guest"))?;
     config.cpus = 1;
     tune(&mut config);
     Ok(labgrade_qemu::QemuGuest::new(config))
 }
 
-/// Skips (printing why) where QEMU or the kernel is missing; fails instead where CI promised them.
-pub fn skip_or_fail(reason: &str) {
-    assert!(
-        !qemu_required(),
-        "LABGRADE_REQUIRE_QEMU is set but: {reason}"
-    );
-    skip(reason);
+/// `uname -r` of a cached kernel, as the cache recorded it when it was fetched.
+pub fn cached_release(kernel: &str) -> String {
+    use std::str::FromStr;
+    let source = labgrade_kernel::KernelSource::from_str(kernel).unwrap_or_else(|e| panic!("{e}"));
+    let options = labgrade_kernel::FetchOptions {
+        mirror: None,
+        offline: true,
+    };
+    labgrade_kernel::KernelCache::default_location()
+        .fetch(&source, &options)
+        .unwrap_or_else(|e| panic!("{kernel} is not cached: {e}"))
+        .release
 }
 
 /// A one-lab run report, for printing a lab's evidence in a test's output.
@@ -121,8 +104,9 @@ pub fn one_lab_run(
     report: &labgrade_report::LabReport,
 ) -> labgrade_report::RunReport {
     labgrade_report::RunReport {
+        schema_version: labgrade_report::SCHEMA_VERSION,
         guest: guest.to_owned(),
-        privilege: caps.hello().map(|h| h.privilege.to_string()),
+        privilege: caps.hello().map(|h| h.privilege),
         kmsg_unavailable: caps.hello().and_then(|h| h.kmsg_unavailable),
         labs: vec![report.clone()],
         probe_ms: 0,

@@ -2,8 +2,9 @@
 //! stdout. Any transport that carries lines (a pipe, virtio-serial, ssh) can carry it, so the
 //! same agent serves every guest backend.
 
-use labgrade_snap::{Entry, TreeSnapshot};
-use labgrade_spec::Capability;
+use crate::{Capability, Entry, TreeSnapshot};
+
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What the runner asks of the agent.
@@ -140,7 +141,7 @@ pub struct Hello {
 }
 
 /// Under what privilege labs run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Privilege {
     /// Real root in private mount and pid namespaces: the lesson exactly.

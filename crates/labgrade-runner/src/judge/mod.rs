@@ -1,29 +1,60 @@
 //! Deciding whether a fact holds: pure functions of the facts the agent read, unit-tested without
 //! root or a guest.
 
-use labgrade_agent::proto::{PathFacts, StepOutcome};
+mod diff;
+mod step;
+
+pub use diff::line_diff;
+pub use step::{judge_exit, judge_output};
+
+use labgrade_proto::{Entry, PathFacts};
 use labgrade_report::{CheckReport, CheckStatus};
-use labgrade_snap::Entry;
-use labgrade_spec::{Check, ExitExpectation, Fact, OutputCheck};
-use similar::TextDiff;
+use labgrade_spec::{Check, Fact};
 
 /// Judges a path fact. `baseline` is the path's facts after the step named by `unchanged_since`.
 pub fn judge_fact(check: &Check, now: &PathFacts, baseline: Option<&PathFacts>) -> CheckReport {
-    let (status, expected, actual, diff) = verdict(&check.fact, now, baseline);
+    let v = verdict(&check.fact, now, baseline);
     CheckReport {
         subject: check.path.clone(),
         fact: check.fact.to_string(),
         line: Some(check.line),
-        status,
-        expected,
-        actual,
-        diff,
+        status: v.status,
+        expected: v.expected,
+        actual: v.actual,
+        diff: v.diff,
     }
 }
 
-type Verdict = (CheckStatus, String, String, Option<String>);
+/// What a check concluded, with the evidence a reader needs to agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Held, failed, or could not be judged here.
+    pub status: CheckStatus,
+    /// What the lab file asks for, in words.
+    pub expected: String,
+    /// What the guest showed, in words.
+    pub actual: String,
+    /// A line diff of expected against actual, where one helps.
+    pub diff: Option<String>,
+}
 
-fn pass_if(ok: bool) -> CheckStatus {
+impl Verdict {
+    pub(crate) fn of(
+        status: CheckStatus,
+        expected: String,
+        actual: String,
+        diff: Option<String>,
+    ) -> Verdict {
+        Verdict {
+            status,
+            expected,
+            actual,
+            diff,
+        }
+    }
+}
+
+pub(crate) fn pass_if(ok: bool) -> CheckStatus {
     if ok {
         CheckStatus::Pass
     } else {
@@ -43,20 +74,20 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
     let entry = now.entry.as_ref();
     let shown = describe(now);
     match fact {
-        Fact::Exists => (pass_if(entry.is_some()), "exists".into(), shown, None),
-        Fact::Absent => (
+        Fact::Exists => Verdict::of(pass_if(entry.is_some()), "exists".into(), shown, None),
+        Fact::Absent => Verdict::of(
             pass_if(entry.is_none() && now.error.is_none()),
             "absent".into(),
             shown,
             None,
         ),
-        Fact::Kind(k) => (
+        Fact::Kind(k) => Verdict::of(
             pass_if(entry.is_some_and(|e| e.kind == *k)),
             k.to_string(),
             shown,
             None,
         ),
-        Fact::Whiteout(want) => (
+        Fact::Whiteout(want) => Verdict::of(
             pass_if(entry.is_some_and(|e| e.is_whiteout() == *want)),
             if *want {
                 "char 0:0 (a whiteout)".into()
@@ -66,7 +97,7 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
             shown,
             None,
         ),
-        Fact::Opaque(want) => (
+        Fact::Opaque(want) => Verdict::of(
             pass_if(entry.is_some_and(|e| e.is_opaque() == *want)),
             if *want {
                 "dir with overlay xattr opaque=\"y\"".into()
@@ -80,30 +111,30 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
             Some(actual) => {
                 let ok = actual == text;
                 let diff = (!ok).then(|| line_diff(text, actual));
-                (
+                Verdict::of(
                     pass_if(ok),
                     format!("{text:?}"),
                     format!("{actual:?}"),
                     diff,
                 )
             }
-            None => (CheckStatus::Fail, format!("{text:?}"), shown, None),
+            None => Verdict::of(CheckStatus::Fail, format!("{text:?}"), shown, None),
         },
         Fact::Contains(needle) => match &now.text {
-            Some(actual) => (
+            Some(actual) => Verdict::of(
                 pass_if(actual.contains(needle.as_str())),
                 format!("text containing {needle:?}"),
                 format!("{actual:?}"),
                 None,
             ),
-            None => (
+            None => Verdict::of(
                 CheckStatus::Fail,
                 format!("text containing {needle:?}"),
                 shown,
                 None,
             ),
         },
-        Fact::Size(n) => (
+        Fact::Size(n) => Verdict::of(
             pass_if(entry.and_then(|e| e.size) == Some(*n)),
             format!("{n} bytes"),
             entry
@@ -111,7 +142,7 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
                 .map_or(shown, |s| format!("{s} bytes")),
             None,
         ),
-        Fact::Sha256(hex) => (
+        Fact::Sha256(hex) => Verdict::of(
             pass_if(entry.and_then(|e| e.sha256.as_deref()) == Some(hex.as_str())),
             format!("sha256 {hex}"),
             entry
@@ -123,27 +154,27 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
             Some(actual) => {
                 let ok = actual == names;
                 let diff = (!ok).then(|| line_diff(&lines(names), &lines(actual)));
-                (
+                Verdict::of(
                     pass_if(ok),
                     format!("[{}]", names.join(", ")),
                     format!("[{}]", actual.join(", ")),
                     diff,
                 )
             }
-            None => (
+            None => Verdict::of(
                 CheckStatus::Fail,
                 format!("[{}]", names.join(", ")),
                 shown,
                 None,
             ),
         },
-        Fact::HasXattr(name) => (
+        Fact::HasXattr(name) => Verdict::of(
             pass_if(entry.is_some_and(|e| e.xattr(name).is_some())),
             format!("overlay xattr {name}"),
             xattr_names(entry).unwrap_or(shown),
             None,
         ),
-        Fact::LacksXattr(name) => (
+        Fact::LacksXattr(name) => Verdict::of(
             pass_if(entry.is_some_and(|e| e.xattr(name).is_none())),
             format!("no overlay xattr {name}"),
             xattr_names(entry).unwrap_or(shown),
@@ -159,7 +190,7 @@ fn verdict(fact: &Fact, now: &PathFacts, baseline: Option<&PathFacts>) -> Verdic
                 _ => false,
             };
             let diff = (!same).then(|| line_diff(&before, &shown));
-            (pass_if(same), before, shown, diff)
+            Verdict::of(pass_if(same), before, shown, diff)
         }
     }
 }
@@ -195,137 +226,12 @@ fn same_content(a: &Entry, b: &Entry) -> bool {
         && a.sha256 == b.sha256
 }
 
-/// A unified line diff, `-` expected and `+` actual.
-pub fn line_diff(expected: &str, actual: &str) -> String {
-    let diff = TextDiff::from_lines(expected, actual);
-    let mut out = String::new();
-    for change in diff.iter_all_changes() {
-        let sign = match change.tag() {
-            similar::ChangeTag::Delete => '-',
-            similar::ChangeTag::Insert => '+',
-            similar::ChangeTag::Equal => ' ',
-        };
-        out.push(sign);
-        out.push_str(change.value().trim_end_matches('\n'));
-        if change.missing_newline() {
-            out.push_str(" ⟨no newline at end⟩");
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// Judges how a step ended against what the lab expects.
-pub fn judge_exit(expect: ExitExpectation, outcome: &StepOutcome) -> CheckReport {
-    let failed: Vec<String> = outcome
-        .failed
-        .iter()
-        .map(|f| format!("line {} exited {}", f.line, f.code))
-        .collect();
-    let actual = if outcome.timed_out {
-        "timed out; the session was killed".to_owned()
-    } else if outcome.session_ended && outcome.exit_code.is_none() {
-        "the shell session ended (a command ran `exit`, or the session was killed)".to_owned()
-    } else {
-        let code = outcome
-            .exit_code
-            .map_or("none".to_owned(), |c| c.to_string());
-        if failed.is_empty() {
-            format!("exit code {code}, no command failed")
-        } else {
-            format!("exit code {code}; failed: {}", failed.join(", "))
-        }
-    };
-    let ok = match expect {
-        _ if outcome.timed_out => false,
-        ExitExpectation::Success => outcome.succeeded(),
-        ExitExpectation::Failure => outcome.exit_code.is_some() && !outcome.succeeded(),
-        ExitExpectation::Code(c) => outcome.exit_code == Some(c),
-    };
-    CheckReport {
-        subject: "exit".into(),
-        fact: expect.to_string(),
-        line: None,
-        status: pass_if(ok),
-        expected: expect.to_string(),
-        actual,
-        diff: None,
-    }
-}
-
-/// Judges a fact about the step's output or the kernel log.
-pub fn judge_output(
-    check: &OutputCheck,
-    outcome: &StepOutcome,
-    kmsg_unavailable: Option<&str>,
-) -> CheckReport {
-    let (subject, fact, status, expected, actual, diff) = match check {
-        OutputCheck::Stdout(want) => {
-            let ok = &outcome.stdout == want;
-            (
-                "stdout",
-                "is exactly".to_owned(),
-                pass_if(ok),
-                format!("{want:?}"),
-                format!("{:?}", outcome.stdout),
-                (!ok).then(|| line_diff(want, &outcome.stdout)),
-            )
-        }
-        OutputCheck::StdoutContains(want) => (
-            "stdout",
-            format!("contains {want:?}"),
-            pass_if(outcome.stdout.contains(want.as_str())),
-            format!("contains {want:?}"),
-            format!("{:?}", outcome.stdout),
-            None,
-        ),
-        OutputCheck::StderrContains(want) => (
-            "stderr",
-            format!("contains {want:?}"),
-            pass_if(outcome.stderr.contains(want.as_str())),
-            format!("contains {want:?}"),
-            format!("{:?}", outcome.stderr),
-            None,
-        ),
-        OutputCheck::KmsgContains(want) => match kmsg_unavailable {
-            Some(why) => (
-                "kmsg",
-                format!("contains {want:?}"),
-                CheckStatus::Skip,
-                format!("contains {want:?}"),
-                why.to_owned(),
-                None,
-            ),
-            None => (
-                "kmsg",
-                format!("contains {want:?}"),
-                pass_if(outcome.kmsg.iter().any(|l| l.contains(want.as_str()))),
-                format!("contains {want:?}"),
-                if outcome.kmsg.is_empty() {
-                    "no kernel messages".to_owned()
-                } else {
-                    outcome.kmsg.join(" / ")
-                },
-                None,
-            ),
-        },
-    };
-    CheckReport {
-        subject: subject.into(),
-        fact,
-        line: None,
-        status,
-        expected,
-        actual,
-        diff,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use labgrade_agent::proto::FailedCommand;
-    use labgrade_snap::EntryKind;
+    use labgrade_proto::EntryKind;
+    use labgrade_proto::{FailedCommand, StepOutcome};
+    use labgrade_spec::{ExitExpectation, OutputCheck};
 
     fn file(path: &str, text: &str) -> PathFacts {
         PathFacts {

@@ -1,6 +1,6 @@
-//! Cache entries are written beside their final place and renamed into it, so no reader ever
-//! sees half of one. The scratch names carry the writer's pid, so what a killed labgrade left
-//! can be told from what a live one is writing, and swept.
+//! Files others read (reports, results, cache entries) are written beside their final place and
+//! renamed into it, so no reader ever sees half of one. The scratch names carry the writer's pid,
+//! so what a killed labgrade left can be told from what a live one is writing, and swept.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,27 @@ pub fn scratch_path(dir: &Path, what: &str) -> PathBuf {
     ))
 }
 
+/// Replaces `path` with `bytes` atomically: a reader sees the old file or the new one, never
+/// half of either. The temporary file is removed on every error path, and one a killed
+/// labgrade left is swept by [`remove_stale_scratch`].
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let what = path
+        .file_name()
+        .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{what}.{}.", std::process::id()))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_data()?;
+    tmp.persist(path).map(drop).map_err(|e| e.error)
+}
+
 /// Removes the scratch files and directories in `dir` whose writer is gone.
 pub fn remove_stale_scratch(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
@@ -31,7 +52,7 @@ pub fn remove_stale_scratch(dir: &Path) {
         else {
             continue;
         };
-        let ours = what.starts_with('.') && n.parse::<u64>().is_ok() && pid.parse::<u32>().is_ok();
+        let ours = what.starts_with('.') && !n.is_empty() && pid.parse::<u32>().is_ok();
         if ours && !Path::new("/proc").join(pid).exists() {
             tracing::debug!(path = %entry.path().display(), "removing what a killed labgrade left");
             let path = entry.path();
@@ -47,6 +68,23 @@ pub fn remove_stale_scratch(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_and_leaves_no_scratch() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("results.json");
+        write_atomically(&path, b"old")?;
+        write_atomically(&path, b"new")?;
+        assert_eq!(fs::read(&path)?, b"new");
+        let names: Vec<_> = fs::read_dir(dir.path())?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("results.json")]);
+        // Into a directory that does not exist: an error, and nothing half-written anywhere.
+        assert!(write_atomically(&dir.path().join("no/such/dir/x"), b"x").is_err());
+        Ok(())
+    }
 
     #[test]
     fn what_a_dead_writer_left_is_swept_and_the_rest_stays() -> std::io::Result<()> {

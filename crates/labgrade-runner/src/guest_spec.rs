@@ -1,0 +1,214 @@
+//! A guest from its name: `host`, or `qemu:KERNEL` with KERNEL any kernel source (`debian:6.1`,
+//! `local:VMLINUZ:MODULES`, `deb:PATH`). The CLI, the tests and every command that runs
+//! something on a guest build guests here, so a new backend (`vagrant:BOX`) is added once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use labgrade_guest::{Guest, HostGuest};
+use labgrade_kernel::{FetchOptions, KernelCache, KernelError, KernelSource};
+use labgrade_qemu::{Accel, BootKernel, QemuConfig, QemuGuest};
+
+/// Where something runs, as the user names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestSpec {
+    /// This machine, each session in private namespaces.
+    Host,
+    /// A kernel booted under QEMU.
+    Qemu(KernelSource),
+}
+
+/// Why a guest could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The name is not a guest labgrade knows: the user's mistake (exit 2).
+    #[error(
+        "unknown guest `{0}`; guests are `host` and `qemu:KERNEL` (e.g. qemu:debian:6.1, \
+         qemu:local:VMLINUZ:MODULES_DIR)"
+    )]
+    Unknown(String),
+    /// The kernel could not be had: a bad selector is the user's, the archive's trouble is not.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// A cache directory could not be made or written (exit 3).
+    #[error("cannot use the {what} cache: {source}")]
+    Cache {
+        /// Which cache.
+        what: String,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LaunchError {
+    /// Is this the user's input at fault (exit 2) rather than the machinery (exit 3)?
+    pub fn is_usage(&self) -> bool {
+        match self {
+            LaunchError::Unknown(_) => true,
+            LaunchError::Kernel(e) => e.is_usage(),
+            LaunchError::Cache { .. } => false,
+        }
+    }
+}
+
+impl FromStr for GuestSpec {
+    type Err = LaunchError;
+
+    fn from_str(name: &str) -> Result<GuestSpec, LaunchError> {
+        if name == "host" {
+            return Ok(GuestSpec::Host);
+        }
+        match name.strip_prefix("qemu:") {
+            Some(kernel) => Ok(GuestSpec::Qemu(KernelSource::from_str(kernel)?)),
+            None => Err(LaunchError::Unknown(name.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for GuestSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestSpec::Host => f.write_str("host"),
+            GuestSpec::Qemu(k) => write!(f, "qemu:{k}"),
+        }
+    }
+}
+
+/// How guests are built, beyond their name.
+#[derive(Debug, Clone, Default)]
+pub struct GuestOptions {
+    /// For qemu guests: KVM, TCG, or probe.
+    pub accel: Accel,
+    /// Sessions (labs at once) inside one VM, and its vCPUs.
+    pub sessions: usize,
+    /// Scratch disks one session may need: the most any lab to run has.
+    pub disks_per_session: usize,
+    /// Mirror for kernel downloads, if not the machine's own.
+    pub mirror: Option<String>,
+    /// Answer only from the kernel cache, never the network.
+    pub offline: bool,
+}
+
+impl GuestOptions {
+    /// Options for running `labs`: as many disk slots per session as the most any lab has.
+    pub fn for_labs(
+        accel: Accel,
+        sessions: usize,
+        labs: &[labgrade_spec::Lab],
+        mirror: Option<String>,
+    ) -> GuestOptions {
+        GuestOptions {
+            accel,
+            sessions,
+            disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
+            mirror,
+            offline: false,
+        }
+    }
+}
+
+/// A guest ready to run labs, and the kernel release it runs (for reports).
+#[derive(Debug)]
+pub struct ResolvedGuest {
+    /// The guest.
+    pub guest: Box<dyn Guest>,
+    /// `uname -r` of its kernel, where labgrade chose the kernel.
+    pub kernel_release: Option<String>,
+}
+
+/// A directory of the cache this user can write, for what labgrade derives (disk images,
+/// initramfs images).
+pub fn writable_cache_dir(name: &str) -> Result<PathBuf, LaunchError> {
+    KernelCache::default_location()
+        .writable_beside(name)
+        .map_err(|source| LaunchError::Cache {
+            what: name.to_owned(),
+            source,
+        })
+}
+
+/// Where disk images for scratch disks and filesystem probes are kept.
+pub fn image_cache() -> Result<labgrade_disk::ImageCache, LaunchError> {
+    writable_cache_dir("disks").map(labgrade_disk::ImageCache::new)
+}
+
+impl GuestSpec {
+    /// The VM configuration of a qemu guest, its kernel fetched (or found in the cache) first;
+    /// `None` for guests that are not VMs.
+    pub fn qemu_config(
+        &self,
+        agent_exe: &Path,
+        options: &GuestOptions,
+    ) -> Result<Option<QemuConfig>, LaunchError> {
+        let GuestSpec::Qemu(source) = self else {
+            return Ok(None);
+        };
+        let fetched = KernelCache::default_location().fetch(
+            source,
+            &FetchOptions {
+                mirror: options.mirror.clone(),
+                offline: options.offline,
+            },
+        )?;
+        let mut config = QemuConfig::new(
+            BootKernel::from(fetched),
+            agent_exe.to_path_buf(),
+            writable_cache_dir("initramfs")?,
+        );
+        config.accel = options.accel;
+        config.sessions = options.sessions.max(1);
+        config.disks_per_session = options.disks_per_session;
+        // More sessions than host CPUs still pay: a session waiting on 9p leaves its vCPU idle.
+        let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        config.cpus = u32::try_from(options.sessions.clamp(1, host_cpus)).unwrap_or(1);
+        Ok(Some(config))
+    }
+
+    /// Builds the guest; `agent_exe` is the labgrade binary whose `__agent` runs inside it.
+    pub fn launch(
+        &self,
+        agent_exe: &Path,
+        options: &GuestOptions,
+    ) -> Result<ResolvedGuest, LaunchError> {
+        match self.qemu_config(agent_exe, options)? {
+            Some(config) => {
+                let release = config.kernel.release.clone();
+                Ok(ResolvedGuest {
+                    guest: Box::new(QemuGuest::new(config)),
+                    kernel_release: Some(release),
+                })
+            }
+            None => Ok(ResolvedGuest {
+                guest: Box::new(HostGuest::new(agent_exe)),
+                kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .ok()
+                    .map(|s| s.trim().to_owned()),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_into_specs_and_back() -> Result<(), LaunchError> {
+        assert_eq!("host".parse::<GuestSpec>()?, GuestSpec::Host);
+        let q: GuestSpec = "qemu:debian:6.1".parse()?;
+        assert_eq!(q.to_string(), "qemu:debian:6.1");
+        let unknown = "vagrant:none".parse::<GuestSpec>();
+        assert!(
+            unknown.as_ref().is_err_and(LaunchError::is_usage),
+            "{unknown:?}"
+        );
+        let bad_kernel = "qemu:nonsense".parse::<GuestSpec>();
+        assert!(
+            bad_kernel.as_ref().is_err_and(LaunchError::is_usage),
+            "{bad_kernel:?}"
+        );
+        Ok(())
+    }
+}
