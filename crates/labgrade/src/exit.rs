@@ -27,6 +27,9 @@ pub enum CliError {
     /// A kernel could not be had: a bad selector (usage) or the archive, network or disk failed.
     #[error(transparent)]
     Kernel(#[from] labgrade_kernel::KernelError),
+    /// A drift baseline that cannot be read or does not validate (names file:line:col).
+    #[error(transparent)]
+    Baseline(#[from] labgrade_lesson::BaselineError),
     /// Writing the output failed.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -45,6 +48,8 @@ impl CliError {
             CliError::Usage(_) | CliError::Spec(_) => USAGE,
             CliError::Kernel(e) if e.is_usage() => USAGE,
             CliError::Kernel(_) => INFRASTRUCTURE,
+            CliError::Baseline(labgrade_lesson::BaselineError::Write { .. }) => INFRASTRUCTURE,
+            CliError::Baseline(_) => USAGE,
             CliError::Guest(_) | CliError::Output { .. } => INFRASTRUCTURE,
         }
     }
@@ -65,4 +70,10 @@ pub fn for_totals(t: labgrade_report::Totals) -> ExitCode {
     } else {
         PASSED
     })
+}
+
+/// Exit code for a drift run: 1 when some documented line drifts without the baseline accepting
+/// it (or a block hung), else 0.
+pub fn for_drift(failed: bool) -> ExitCode {
+    ExitCode::from(if failed { FAILED } else { PASSED })
 }
