@@ -90,7 +90,10 @@ pub fn run(args: &DriftArgs) -> Result<ExitCode, CliError> {
         None => Some(default_baseline(&args.lesson)).filter(|p| p.exists() || args.update_baseline),
     };
     let baseline = match &baseline_path {
-        Some(p) if p.exists() || args.baseline.is_some() => Baseline::load(p)?,
+        // A named baseline must exist, unless this run is to write it.
+        Some(p) if p.exists() || (args.baseline.is_some() && !args.update_baseline) => {
+            Baseline::load(p)?
+        }
         _ => Baseline::default(),
     };
     let guests: Vec<String> = if args.kernels.is_empty() {
