@@ -127,7 +127,21 @@ pub fn needs(script: &str) -> Vec<Need> {
             needs.push(n);
         }
     };
+    // Words seen so far: a path the block itself names before it needs it (`mkdir -p D && cd
+    // D`) may be made by the block, so it is not probed.
+    let mut seen: Vec<String> = Vec::new();
+    let made_here = |path: &str, seen: &[String]| {
+        let path = path.trim_end_matches('/');
+        seen.iter().any(|w| {
+            let w = w.trim_matches(['"', '\'']);
+            let stem = w.split('{').next().unwrap_or(w).trim_end_matches('/');
+            stem.contains('/') && (w.starts_with(path) || path.starts_with(stem))
+        })
+    };
     for words in commands(script) {
+        let before = seen.clone();
+        seen.extend(words.iter().cloned());
+        let seen = before;
         let mut i = 0;
         let mut in_header = false;
         while i < words.len() {
@@ -175,11 +189,17 @@ pub fn needs(script: &str) -> Vec<Need> {
             }
             if w == "cd" {
                 match words.get(i + 1).map(String::as_str) {
-                    Some(dir) if !dir.starts_with('-') && !dir.contains(['$', '`']) => {
+                    Some(dir)
+                        if !dir.starts_with('-')
+                            && !dir.contains(['$', '`'])
+                            && !made_here(dir, &seen) =>
+                    {
                         push(Need::Dir(dir.trim_matches('"').to_owned()), &mut needs);
                     }
                     _ => {}
                 }
+            } else if w.contains('/') && made_here(w, &seen) {
+                // Written by the block itself (`cat > ./x.sh`, `chmod +x x.sh`): it decides.
             } else if w.contains('/') {
                 push(Need::Program(w.to_owned()), &mut needs);
             } else {
@@ -361,6 +381,10 @@ mod tests {
             [cmd("mount")]
         );
         assert_eq!(needs("\"$X\" arg\n"), []);
+        assert_eq!(
+            needs("mkdir -p /tmp/x/{a,b} && cd /tmp/x/a\ncd /tmp/y\n"),
+            [cmd("mkdir"), Need::Dir("/tmp/y".into())]
+        );
         assert_eq!(needs("echo $((1+2))\n"), [cmd("echo")]);
     }
 
