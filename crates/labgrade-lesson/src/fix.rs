@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::report::{DriftReport, LineStatus};
+use crate::report::DriftReport;
 
 /// One documented line to rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,15 +51,12 @@ pub fn apply(src: &str, fixes: &[LineFix]) -> String {
             out.push_str(raw);
             continue;
         };
-        match &fix.replacement {
-            Some(new) => {
-                out.push_str(&body[..at]);
-                out.push_str(new.trim_end());
-                out.push_str(&body[at + fix.documented.len()..]);
-                out.push_str(ending);
-            }
-            // Nothing printed there: the documented line goes.
-            None => {}
+        // Nothing printed there (`None`): the documented line goes.
+        if let Some(new) = &fix.replacement {
+            out.push_str(&body[..at]);
+            out.push_str(new.trim_end());
+            out.push_str(&body[at + fix.documented.len()..]);
+            out.push_str(ending);
         }
     }
     out
@@ -89,17 +86,6 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// Lines whose verdict is drift, for callers that only count.
-pub fn drifting_lines(report: &DriftReport) -> Vec<usize> {
-    report
-        .blocks
-        .iter()
-        .flat_map(|b| b.lines.iter())
-        .filter(|l| l.status == LineStatus::Drift)
-        .map(|l| l.line)
-        .collect()
 }
 
 #[cfg(test)]

@@ -36,10 +36,10 @@ fn commands(script: &str) -> Vec<Vec<String>> {
     let mut chars = script.chars().peekable();
     let mut quote: Option<char> = None;
     let end_word = |word: &mut String, out: &mut Vec<Vec<String>>| {
-        if !word.is_empty() {
-            if let Some(last) = out.last_mut() {
-                last.push(std::mem::take(word));
-            }
+        if !word.is_empty()
+            && let Some(last) = out.last_mut()
+        {
+            last.push(std::mem::take(word));
         }
     };
     while let Some(c) = chars.next() {
@@ -47,10 +47,11 @@ fn commands(script: &str) -> Vec<Vec<String>> {
             word.push(c);
             if c == q {
                 quote = None;
-            } else if c == '\\' && q == '"' {
-                if let Some(n) = chars.next() {
-                    word.push(n);
-                }
+            } else if c == '\\'
+                && q == '"'
+                && let Some(n) = chars.next()
+            {
+                word.push(n);
             }
             continue;
         }

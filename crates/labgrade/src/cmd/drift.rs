@@ -135,21 +135,21 @@ pub fn run(args: &DriftArgs) -> Result<ExitCode, CliError> {
         reports.push(report);
     }
     bar.finish_and_clear();
-    if args.update_baseline {
-        if let Some(path) = &baseline_path {
-            let new = baseline.updated(&reports);
-            new.write(path)?;
-            let unexplained = new
-                .accepted
-                .iter()
-                .filter(|a| a.reason.trim().is_empty())
-                .count();
-            eprintln!(
-                "wrote {} ({} entries, {unexplained} without a reason: write one for each)",
-                path.display(),
-                new.accepted.len()
-            );
-        }
+    if args.update_baseline
+        && let Some(path) = &baseline_path
+    {
+        let new = baseline.updated(&reports);
+        new.write(path)?;
+        let unexplained = new
+            .accepted
+            .iter()
+            .filter(|a| a.reason.trim().is_empty())
+            .count();
+        eprintln!(
+            "wrote {} ({} entries, {unexplained} without a reason: write one for each)",
+            path.display(),
+            new.accepted.len()
+        );
     }
     let failed = reports.iter().any(|r| r.totals().has_failures());
     let out = if reports.len() == 1 {
