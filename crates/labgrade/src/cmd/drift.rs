@@ -152,7 +152,7 @@ pub fn run(args: &DriftArgs) -> Result<ExitCode, CliError> {
         );
     }
     let failed = reports.iter().any(|r| r.totals().has_failures());
-    let out = if reports.len() == 1 {
+    let out = if args.kernels.is_empty() && reports.len() == 1 {
         let report = reports.remove(0);
         if args.fix {
             fix(args, &text, &report)?;
