@@ -129,6 +129,24 @@ mod tests {
     }
 
     #[test]
+    fn lines_that_differ_only_by_a_placeholder_are_left_alone() {
+        use crate::run::{BlockRun, LessonRun};
+        let src = "```bash\nls -l x; echo v2\n```\n\nOutput:\n\n```\n-rw-r--r-- 1 root root 5 Jan  4 12:00 ... x\nv1\n```\n";
+        let lesson = crate::extract(src);
+        let run = LessonRun {
+            blocks: vec![BlockRun::Ran {
+                outputs: vec!["-rw-r--r-- 1 root root 5 Dec  1 11:22 /tmp/x\nv2\n".into()],
+                exit_code: Some(0),
+            }],
+            root: true,
+            duration: std::time::Duration::ZERO,
+        };
+        let report = crate::judge(&lesson, &run, &crate::RunMeta::default());
+        let fixed = apply(src, &fixes(&report));
+        assert_eq!(fixed, src.replace("v1", "v2"));
+    }
+
+    #[test]
     fn diff_shows_the_change() {
         let d = unified_diff("a\nb\n", "a\nc\n", "l.md");
         assert!(
