@@ -333,3 +333,32 @@ fn bad_input_exits_2_naming_the_file() {
     let (code, _) = run(&[&zh, "--diff"]);
     assert_eq!(code, Some(2), "--diff needs --fix");
 }
+
+/// Lesson 07 on each kernel of the matrix under QEMU: the same divergences as on the host, all
+/// in the baseline. Needs QEMU and the kernel in the cache (`labgrade kernel fetch K`).
+#[rstest::rstest]
+fn lesson_07_on_each_kernel_diverges_only_as_the_baseline_explains(
+    #[values("debian:5.10", "debian:6.1", "debian:6.12", "debian:7")] kernel: &str,
+) {
+    needs_root();
+    if let Err(why) = common::qemu_guest(kernel, 1) {
+        panic!("needs QEMU and the kernel: {why}");
+    }
+    let (code, report) = drift(&[
+        &lesson_07().display().to_string(),
+        "--baseline",
+        &baseline_07().display().to_string(),
+        "--kernels",
+        kernel,
+    ]);
+    let run = &report["runs"][0];
+    assert_eq!(run["guest"], format!("qemu:{kernel}"));
+    assert_eq!(new_drift(run), [], "new drift on {kernel}:\n{run:#}");
+    assert_eq!(run["stale"], Value::Array(vec![]));
+    assert_eq!(code, 0);
+    // Per documented line: holds or accepted wherever its block ran.
+    for line in report["lines"].as_array().cloned().unwrap_or_default() {
+        let v = &line["verdicts"][0];
+        assert!(v == "yes" || v == "accepted" || v == "not_run", "{line}");
+    }
+}
