@@ -247,3 +247,66 @@ pub fn kernels_markdown(r: &KernelsReport) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::run::{BlockRun, LessonRun};
+    use crate::{Baseline, RunMeta};
+
+    fn report() -> crate::DriftReport {
+        let src = "## 部分\n\n```bash\necho 'version 2'\n# 输出: version 1\necho ok\n# 输出: ok\n```\n\n```bash\ndocker ps\n```\n";
+        let lesson = crate::extract(src);
+        let run = LessonRun {
+            blocks: vec![
+                BlockRun::Ran {
+                    outputs: vec!["version 2\n".into(), "ok\n".into()],
+                    exit_code: Some(0),
+                },
+                BlockRun::Skipped("the docker engine is not running here".into()),
+            ],
+            root: true,
+            duration: std::time::Duration::from_millis(12),
+        };
+        let mut r = crate::judge(
+            &lesson,
+            &run,
+            &RunMeta {
+                lesson: "l.md".into(),
+                guest: "host".into(),
+                kernel_release: Some("6.18".into()),
+            },
+        );
+        let baseline = Baseline::parse(
+            "[[accepted]]\nsection = \"部分\"\ndocumented = \"gone\"\nreason = \"was true once\"\n\
+             [[accepted]]\nsection = \"部分\"\ndocumented = \"ok\"\nreason = \"stale now\"\n",
+            std::path::Path::new("b.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        baseline.apply(&mut r);
+        r
+    }
+
+    #[test]
+    fn human_report() {
+        insta::assert_snapshot!(super::human(&report()));
+    }
+
+    #[test]
+    fn markdown_report() {
+        insta::assert_snapshot!(super::markdown(&report()));
+    }
+
+    #[test]
+    fn json_report_names_status_and_reason() {
+        let json = serde_json::to_value(report()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["blocks"][0]["status"], "drift");
+        assert_eq!(json["blocks"][0]["lines"][0]["actual"], "version 2");
+        assert_eq!(json["blocks"][1]["status"], "skipped");
+        assert_eq!(
+            json["blocks"][1]["reason"],
+            "the docker engine is not running here"
+        );
+        assert_eq!(json["stale"][0]["documented"], "ok");
+    }
+}
