@@ -124,7 +124,14 @@ pub fn run_lesson(
         let Some((_, part)) = current.as_mut() else {
             continue;
         };
+        let block_started = Instant::now();
         let run = run_block(block, part, &mut engines, options)?;
+        match &run {
+            BlockRun::Skipped(why) => tracing::debug!(line = block.line, why, "block skipped"),
+            _ => {
+                tracing::debug!(line = block.line, elapsed = ?block_started.elapsed(), "block ran")
+            }
+        }
         if let BlockRun::Skipped(_) = run {
             for var in probe::assigned_variables(&block.script()) {
                 part.unset.push((var, block.line));
