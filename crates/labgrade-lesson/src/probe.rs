@@ -28,11 +28,41 @@ const KEYWORDS: &[&str] = &[
 /// Words that run the word after them as a command.
 const PREFIXES: &[&str] = &["sudo", "exec", "command", "nohup", "env", "xargs", "nice"];
 
+/// The script without here-document bodies (`cat <<EOF ... EOF`): their lines are data.
+fn without_heredocs(script: &str) -> String {
+    let mut out = String::with_capacity(script.len());
+    let mut until: Option<String> = None;
+    for line in script.lines() {
+        if let Some(end) = &until {
+            if line.trim() == end {
+                until = None;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if let Some(at) = line.find("<<").filter(|at| !line[*at..].starts_with("<<<")) {
+            let word: String = line[at + 2..]
+                .trim_start_matches('-')
+                .trim_start()
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !";|&)".contains(*c))
+                .filter(|c| !"'\"\\".contains(*c))
+                .collect();
+            if !word.is_empty() {
+                until = Some(word);
+            }
+        }
+    }
+    out
+}
+
 /// Splits shell text into simple commands' words, roughly: quotes kept in words, comments
 /// dropped, `$( )` and backquotes opening a command of their own.
 fn commands(script: &str) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = vec![Vec::new()];
     let mut word = String::new();
+    let script = without_heredocs(script);
     let mut chars = script.chars().peekable();
     let mut quote: Option<char> = None;
     let end_word = |word: &mut String, out: &mut Vec<Vec<String>>| {
@@ -387,6 +417,10 @@ mod tests {
             [cmd("mkdir"), Need::Dir("/tmp/y".into())]
         );
         assert_eq!(needs("echo $((1+2))\n"), [cmd("echo")]);
+        assert_eq!(
+            needs("cat > /tmp/s.sh <<'EOF'\nnot-a-command here\nEOF\nsh /tmp/s.sh\n"),
+            [cmd("cat"), cmd("sh")]
+        );
     }
 
     #[test]
