@@ -18,7 +18,8 @@ pub fn scratch_path(dir: &Path, what: &str) -> PathBuf {
 }
 
 /// Replaces `path` with `bytes` atomically: a reader sees the old file or the new one, never
-/// half of either. The temporary file is removed on every error path, and one a killed
+/// half of either. A file that existed keeps its permissions; a new one is 0644 (a temporary
+/// file starts 0600). The temporary file is removed on every error path, and one a killed
 /// labgrade left is swept by [`remove_stale_scratch`].
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -34,6 +35,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    let permissions = fs::metadata(path).map_or_else(
+        |_| std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        |m| m.permissions(),
+    );
+    tmp.as_file().set_permissions(permissions)?;
     tmp.as_file().sync_data()?;
     tmp.persist(path).map(drop).map_err(|e| e.error)
 }
@@ -76,6 +82,11 @@ mod tests {
         write_atomically(&path, b"old")?;
         write_atomically(&path, b"new")?;
         assert_eq!(fs::read(&path)?, b"new");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&path)?.permissions().mode() & 0o777, 0o644, "a new file is 0644");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640))?;
+        write_atomically(&path, b"newer")?;
+        assert_eq!(fs::metadata(&path)?.permissions().mode() & 0o777, 0o640, "kept");
         let names: Vec<_> = fs::read_dir(dir.path())?
             .flatten()
             .map(|e| e.file_name())

@@ -33,6 +33,9 @@ pub enum CliError {
     /// A guest could not be had (an unknown name or kernel, or a cache that cannot be used).
     #[error(transparent)]
     Launch(#[from] labgrade_runner::LaunchError),
+    /// A drift baseline that cannot be read or does not validate (names file:line:col).
+    #[error(transparent)]
+    Baseline(#[from] labgrade_lesson::BaselineError),
     /// Writing the output failed.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -53,6 +56,8 @@ impl CliError {
             CliError::Kernel(_) => INFRASTRUCTURE,
             CliError::Launch(e) if e.is_usage() => USAGE,
             CliError::Launch(_) => INFRASTRUCTURE,
+            CliError::Baseline(labgrade_lesson::BaselineError::Write { .. }) => INFRASTRUCTURE,
+            CliError::Baseline(_) => USAGE,
             CliError::Guest(_) | CliError::Output { .. } => INFRASTRUCTURE,
         }
     }
@@ -83,4 +88,10 @@ pub fn for_totals(t: labgrade_report::Totals) -> ExitCode {
     } else {
         PASSED
     })
+}
+
+/// Exit code for a drift run: 1 when some documented line drifts without the baseline accepting
+/// it (or a block hung), else 0.
+pub fn for_drift(failed: bool) -> ExitCode {
+    ExitCode::from(if failed { FAILED } else { PASSED })
 }

@@ -26,6 +26,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Run labs on several kernels side by side and show what differs.
     Matrix(cmd::matrix::MatrixArgs),
+    /// Run a lesson's own shell blocks and point at documented output that is no longer true.
+    Drift(cmd::drift::DriftArgs),
     /// Fetch kernels into the cache, or list the cached ones.
     Kernel(cmd::kernel::KernelArgs),
     /// Run one command in a fresh guest session and exit with its exit code.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => cmd::exec::run(&args),
         Command::Matrix(args) => cmd::matrix::run(&args),
         Command::Kernel(args) => cmd::kernel::run(&args),
+        Command::Drift(args) => cmd::drift::run(&args),
         Command::Agent => Err(exit::CliError::Usage(
             "__agent is started by labgrade itself".into(),
         )),
