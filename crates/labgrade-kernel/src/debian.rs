@@ -387,3 +387,43 @@ mod tests {
         );
     }
 }
+
+/// Control stanzas and relation fields come from the archive (and `apt-cache show` of a mirror
+/// the user picks): outside bytes, property-tested so none can panic the readers.
+#[cfg(test)]
+mod prop_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn control_text_never_panics(text in "\\PC{0,400}") {
+            let stanza = first_stanza(&text);
+            let _ = field(&stanza, "Depends");
+            let _ = depends(&text);
+            let _ = image_from_depends(&text);
+            let _ = parts_of_image(&text, "6.1.0-50-amd64");
+            let _ = upstream(&text);
+            let _ = release_of_package(&text);
+            let _ = major_minor(&text);
+        }
+
+        #[test]
+        fn stanza_shaped_text_never_panics(
+            lines in proptest::collection::vec(
+                ("[A-Za-z-]{0,12}", prop_oneof![Just(":"), Just(": "), Just("")], "[ -~]{0,40}", prop_oneof![Just("\n"), Just("\n "), Just("\n\n")]),
+                0..20,
+            )
+        ) {
+            let text: String = lines.iter().map(|(k, sep, v, nl)| format!("{k}{sep}{v}{nl}")).collect();
+            let stanza = first_stanza(&text);
+            if let Some(d) = field(&stanza, "Depends") {
+                let _ = depends(d);
+                let _ = image_from_depends(d);
+            }
+            let _ = crate::mirror::mirror_from_deb822(&text);
+        }
+    }
+}

@@ -185,3 +185,34 @@ fn a_bad_disk_says_what_would_do() {
     help: write it like `300M` or `1G`
     ");
 }
+
+mod prop {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A lab file is the user's bytes: loading any of them is a lab or an error, never a panic.
+        #[test]
+        fn any_text_loads_or_errs(text in "\\PC{0,300}") {
+            let _ = crate::parse_lab(std::path::Path::new("01-x.toml"), &text);
+        }
+
+        #[test]
+        fn lab_shaped_toml_loads_or_errs(
+            title in "\\PC{0,20}",
+            needs in proptest::collection::vec("[a-z-]{0,10}", 0..4),
+            run in "\\PC{0,40}",
+            path in "[a-z./ ]{0,20}",
+            fact in prop_oneof![Just("content = \"x\""), Just("whiteout = true"), Just("unchanged_since = 3"), Just("kind = \"nope\""), Just("size = -1"), Just("entries = [1]")],
+            disk in prop_oneof![Just(""), Just("[[disk]]\nname = \"d\"\nfs = \"xfs\"\nsize = \"99T\"\n"), Just("[[disk]]\nname = \"\"\nfs = \"btrfs\"\n")],
+        ) {
+            let needs: Vec<String> = needs.iter().map(|n| format!("{n:?}")).collect();
+            let text = format!(
+                "title = {title:?}\nlesson = {{ file = \"l\", section = \"s\" }}\nneeds = [{}]\n{disk}[[step]]\nrun = {run:?}\nexpect = [{{ path = {path:?}, {fact} }}]\n",
+                needs.join(", ")
+            );
+            let _ = crate::parse_lab(std::path::Path::new("01-x.toml"), &text);
+        }
+    }
+}

@@ -105,6 +105,8 @@ fn json_carries_ids_statuses_checks_and_durations() {
             .as_str()
             .is_some_and(|r| r.starts_with("pending: "))
     );
+    assert_eq!(v["schema_version"], labgrade_report::SCHEMA_VERSION);
+    common::assert_matches_schema("run-report.schema.json", &v);
 }
 
 #[test]
@@ -280,4 +282,31 @@ fn exec_streams_output_and_exits_with_the_commands_code() {
     assert!(text(&out.stderr).contains("err"));
     let quoted = labgrade(&["exec", "--", "printf", "%s|", "it's here", ""]);
     assert_eq!(text(&quoted.stdout), "it's here||");
+}
+
+#[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn matrix_json_carries_its_schema_version_and_matches_the_schema() {
+    let out = labgrade(&[
+        "matrix",
+        "--kernels",
+        "debian:6.1",
+        "--host",
+        "quick-start",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON: {e}"));
+    assert_eq!(v["schema_version"], labgrade_report::SCHEMA_VERSION);
+    assert_eq!(v["columns"][0]["guest"], "qemu:debian:6.1");
+    assert_eq!(
+        v["columns"][0]["run"]["schema_version"],
+        labgrade_report::SCHEMA_VERSION
+    );
+    common::assert_matches_schema("matrix-report.schema.json", &v);
 }

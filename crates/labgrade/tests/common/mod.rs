@@ -141,3 +141,26 @@ pub fn assert_snapshots(
         });
     }
 }
+
+/// Validates a JSON report against the committed schema `file` (under
+/// `crates/labgrade-report/schema/`), listing every violation.
+pub fn assert_matches_schema(file: &str, report: &serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../labgrade-report/schema")
+        .join(file);
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let validator =
+        jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the report does not match {file}:\n{}",
+        errors.join("\n")
+    );
+}
