@@ -8,6 +8,7 @@ mod human;
 mod junit;
 mod matrix;
 mod model;
+mod suite;
 
 pub use human::{render_human, render_timings};
 pub use junit::render_junit;
@@ -16,6 +17,10 @@ pub use matrix::{
 };
 pub use model::{
     CheckReport, CheckStatus, LabReport, LabStatus, RunReport, SnapshotReport, StepReport, Totals,
+};
+pub use suite::{
+    CaseReport, CaseStatus, ResultsFormat, SuiteReport, SuiteResults, SuiteRun, SuiteStatus,
+    render_suite_human, render_suite_junit, render_suite_markdown,
 };
 
 /// `--format json`: the report as pretty JSON.
