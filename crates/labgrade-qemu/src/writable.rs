@@ -248,7 +248,9 @@ for word in $($B cat /proc/cmdline); do
   esac
 done
 if [ -n "$OVERLAY" ]; then
-  # The modprobe shim reads modules from the host root: load them while it is on /newroot.
+  # The modprobe shim reads modules from the host root: load them while it is on /newroot
+  # (ext4 asks the kernel for crc32c, which calls the shim too).
+  echo /bin/modprobe > /proc/sys/kernel/modprobe
   /bin/modprobe overlay
   $B mkdir -p /lower /upper
   if [ "$OVERLAY" = disk ]; then

@@ -35,6 +35,8 @@ pub struct GuestOptions {
     pub disks_per_session: usize,
     /// Mirror for kernel downloads, if not the machine's own.
     pub mirror: Option<String>,
+    /// A writable overlay root and shared directories (qemu guests only).
+    pub writable: labgrade_qemu::WritableRoot,
 }
 
 impl GuestOptions {
@@ -50,6 +52,7 @@ impl GuestOptions {
             sessions,
             disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
             mirror,
+            writable: labgrade_qemu::WritableRoot::default(),
         }
     }
 }
@@ -71,6 +74,11 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
         ))
     })?;
     if name == "host" {
+        if options.writable != labgrade_qemu::WritableRoot::default() {
+            return Err(CliError::Usage(
+                "--overlay-root and --rwdir need a qemu guest (--guest qemu:KERNEL); the host guest's root is the host's".into(),
+            ));
+        }
         return Ok(ResolvedGuest {
             guest: Box::new(HostGuest::new(exe)),
             kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -101,6 +109,7 @@ pub fn resolve(name: &str, options: &GuestOptions) -> Result<ResolvedGuest, CliE
     config.accel = options.accel.parse().map_err(CliError::Usage)?;
     config.sessions = options.sessions.max(1);
     config.disks_per_session = options.disks_per_session;
+    config.writable = options.writable.clone();
     // More sessions than host CPUs still pay: a session waiting on 9p leaves its vCPU idle.
     let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     config.cpus = u32::try_from(options.sessions.clamp(1, host_cpus)).unwrap_or(1);
