@@ -35,11 +35,12 @@ pub fn parse_junit(text: &str) -> Result<Vec<CaseReport>, ResultsError> {
             Event::Start(e) if e.local_name().as_ref() == b"testcase" => {
                 current = Some(case_of(&e));
             }
-            Event::Empty(e) if e.local_name().as_ref() == b"testcase" => {
-                if cases.len() < MAX_CASES {
-                    cases.push(case_of(&e));
-                }
+            Event::Empty(e)
+                if e.local_name().as_ref() == b"testcase" && cases.len() < MAX_CASES =>
+            {
+                cases.push(case_of(&e));
             }
+            Event::Empty(e) if e.local_name().as_ref() == b"testcase" => {}
             Event::Start(e) if current.is_some() => {
                 in_outcome = mark_outcome(current.as_mut(), &e);
                 outcome_text.clear();
