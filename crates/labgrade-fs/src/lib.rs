@@ -83,10 +83,18 @@ mod tests {
         write_atomically(&path, b"new")?;
         assert_eq!(fs::read(&path)?, b"new");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(&path)?.permissions().mode() & 0o777, 0o644, "a new file is 0644");
+        assert_eq!(
+            fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o644,
+            "a new file is 0644"
+        );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640))?;
         write_atomically(&path, b"newer")?;
-        assert_eq!(fs::metadata(&path)?.permissions().mode() & 0o777, 0o640, "kept");
+        assert_eq!(
+            fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o640,
+            "kept"
+        );
         let names: Vec<_> = fs::read_dir(dir.path())?
             .flatten()
             .map(|e| e.file_name())

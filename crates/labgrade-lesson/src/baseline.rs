@@ -228,9 +228,11 @@ impl Baseline {
 
     /// Writes the baseline atomically (a temp file beside it, renamed over it).
     pub fn write(&self, path: &Path) -> Result<(), BaselineError> {
-        labgrade_fs::write_atomically(path, self.to_toml().as_bytes()).map_err(|source| BaselineError::Write {
-            path: path.to_owned(),
-            source,
+        labgrade_fs::write_atomically(path, self.to_toml().as_bytes()).map_err(|source| {
+            BaselineError::Write {
+                path: path.to_owned(),
+                source,
+            }
         })
     }
 }

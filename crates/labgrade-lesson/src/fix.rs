@@ -2,7 +2,6 @@
 //! way `cargo insta accept` takes the new truth. Only lines that drift (and are not accepted by
 //! the baseline) change; a line that matched, placeholders and all, is left as written.
 
-use std::path::Path;
 
 use crate::report::DriftReport;
 

@@ -117,8 +117,7 @@ pub fn run_lesson(
                 let _ = old.session.shutdown();
             }
             let session = PartSession::start(guest)?;
-            root =
-                root && session.session.hello().privilege == labgrade_proto::Privilege::Root;
+            root = root && session.session.hello().privilege == labgrade_proto::Privilege::Root;
             current = Some((block.part, session));
         }
         let Some((_, part)) = current.as_mut() else {

@@ -73,6 +73,7 @@ if ! $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose
   echo "labgrade-init: FAILED to mount the host root over 9p"
   $B poweroff -f
 fi
+@WRITABLE@
 if [ ! -x "/newroot$AGENT" ]; then
   # Power off at once: the host sees QEMU exit and reports this line, instead of waiting out
   # its boot timeout.
@@ -169,7 +170,8 @@ pub(crate) fn initramfs_for(
     let busybox = busybox_path()?;
     // Everything that goes into the image is in its key: the scripts, the module lists, busybox
     // (by its metadata: a hit, every boot but the first, reads nothing) and the kernel's modules.
-    let mut key = fnv1a(INIT.as_bytes());
+    let mut key =
+        fnv1a(INIT.as_bytes()) ^ fnv1a(crate::writable::INIT_SNIPPET.as_bytes()).rotate_left(6);
     key ^= fnv1a(MODPROBE.as_bytes()).rotate_left(4);
     key ^= fnv1a(
         [ESSENTIAL, AT_BOOT, ON_DEMAND]
@@ -227,7 +229,8 @@ fn build(kernel: &BootKernel, busybox: &[u8], lazy_dir: &Path) -> Result<Vec<u8>
         let _ = writeln!(order, "{file}");
     }
     cpio.file("lib/modules/order", 0o644, order.as_bytes());
-    cpio.file("init", 0o755, INIT.as_bytes());
+    let init = INIT.replace("@WRITABLE@", crate::writable::INIT_SNIPPET.trim());
+    cpio.file("init", 0o755, init.as_bytes());
     let shim = MODPROBE.replace("@DIR@", &lazy_dir.to_string_lossy());
     cpio.file("bin/modprobe", 0o755, shim.as_bytes());
     Ok(cpio.finish())

@@ -13,8 +13,10 @@ mod elf;
 mod initramfs;
 mod locale;
 mod modules;
+mod upper_disk;
 mod vm;
 mod vmlinux;
+mod writable;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::net::UnixStream;
@@ -28,6 +30,7 @@ use labgrade_proto::{AttachDisk, DiskSource, Request};
 
 pub use accel::Accel;
 use initramfs::initramfs_for;
+pub use writable::{OverlayUpper, RwDir, WritableRoot};
 
 /// The kernel to boot: an unpacked vmlinuz and its modules directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +78,8 @@ pub struct QemuConfig {
     pub cache_dir: PathBuf,
     /// Longest wait from starting QEMU to the first agent's hello.
     pub boot_timeout: Duration,
+    /// A writable overlay root and shared read-write directories, for existing test suites.
+    pub writable: WritableRoot,
 }
 
 impl QemuConfig {
@@ -90,6 +95,7 @@ impl QemuConfig {
             disks_per_session: 0,
             cache_dir,
             boot_timeout: Duration::from_secs(120),
+            writable: WritableRoot::default(),
         }
     }
 }
@@ -168,7 +174,8 @@ impl QemuGuest {
         ) + &locale::locale_dir(&self.config.cache_dir)
             .map(|d| format!(" {}={}", initramfs::LOCALE_PARAM, d.display()))
             .unwrap_or_default()
-            + tcg_only_params(self.accel_choice.0);
+            + tcg_only_params(self.accel_choice.0)
+            + &self.config.writable.kernel_params();
         let kernel_image = vmlinux::vmlinux_for(&k.vmlinuz, &k.release, &self.config.cache_dir)
             .unwrap_or_else(|| k.vmlinuz.clone());
         let spec = vm::VmSpec {
@@ -180,6 +187,7 @@ impl QemuGuest {
             cpus: self.config.cpus,
             ports: self.config.sessions.max(1),
             disks_per_port: self.config.disks_per_session,
+            writable: self.config.writable.clone(),
         };
         tracing::info!(guest = %self.name(), accel = %self.accel_choice.0, why = %self.accel_choice.1, "booting");
         let vm = vm::Vm::start(&spec).map_err(|e| {

@@ -32,6 +32,8 @@ pub(crate) struct VmSpec {
     pub(crate) ports: usize,
     /// Scratch disks per port: virtio disks whose content the host rewrites for each session.
     pub(crate) disks_per_port: usize,
+    /// The root overlay's upper and the shared read-write directories.
+    pub(crate) writable: crate::WritableRoot,
 }
 
 /// A scratch disk slot's size as the guest sees it. The backing memfd is sparse: only what is
@@ -93,6 +95,12 @@ impl Vm {
             theirs.push(OwnedFd::from(file.try_clone()?));
             theirs.push(OwnedFd::from(read_only));
             disks.push(file);
+        }
+        if let Some(crate::OverlayUpper::Disk { bytes }) = spec.writable.overlay {
+            let upper = crate::upper_disk::make(bytes)?;
+            let read_only = File::open(format!("/proc/self/fd/{}", upper.as_raw_fd()))?;
+            theirs.push(OwnedFd::from(upper));
+            theirs.push(OwnedFd::from(read_only));
         }
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(qemu_args(spec))
@@ -280,6 +288,12 @@ fn qemu_args(spec: &VmSpec) -> Vec<String> {
         push(&["-add-fd", &add_fd, "-add-fd", &add_fd_ro]);
         push(&["-drive", &drive, "-device", &device]);
     }
+    let slots = spec.ports * spec.disks_per_port;
+    a.extend(crate::writable::qemu_args(
+        &spec.writable,
+        3 + spec.ports + 2 * slots,
+        slots + 1,
+    ));
     a
 }
 

@@ -9,6 +9,7 @@ mod junit;
 mod matrix;
 mod model;
 mod schema;
+mod suite;
 
 pub use human::{render_human, render_timings};
 pub use junit::render_junit;
@@ -21,6 +22,10 @@ pub use model::{
     SnapshotReport, StepReport, Totals,
 };
 pub use schema::{matrix_report_schema, run_report_schema};
+pub use suite::{
+    CaseReport, CaseStatus, ResultsFormat, SuiteReport, SuiteResults, SuiteRun, SuiteStatus,
+    render_suite_human, render_suite_junit, render_suite_markdown,
+};
 
 /// `--format json`: the report as pretty JSON.
 pub fn render_json(report: &RunReport) -> serde_json::Result<String> {

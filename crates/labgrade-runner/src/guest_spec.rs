@@ -31,6 +31,11 @@ pub enum LaunchError {
     /// The kernel could not be had: a bad selector is the user's, the archive's trouble is not.
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// A writable root or shared directory was asked of a guest that cannot have one (exit 2).
+    #[error(
+        "--overlay-root and --rwdir need a qemu guest (--guest qemu:KERNEL); the host guest's root is the host's"
+    )]
+    NotWritable,
     /// A cache directory could not be made or written (exit 3).
     #[error("cannot use the {what} cache: {source}")]
     Cache {
@@ -46,7 +51,7 @@ impl LaunchError {
     /// Is this the user's input at fault (exit 2) rather than the machinery (exit 3)?
     pub fn is_usage(&self) -> bool {
         match self {
-            LaunchError::Unknown(_) => true,
+            LaunchError::Unknown(_) | LaunchError::NotWritable => true,
             LaunchError::Kernel(e) => e.is_usage(),
             LaunchError::Cache { .. } => false,
         }
@@ -89,6 +94,8 @@ pub struct GuestOptions {
     pub mirror: Option<String>,
     /// Answer only from the kernel cache, never the network.
     pub offline: bool,
+    /// A writable overlay root and shared directories (qemu guests only).
+    pub writable: labgrade_qemu::WritableRoot,
 }
 
 impl GuestOptions {
@@ -105,6 +112,7 @@ impl GuestOptions {
             disks_per_session: labs.iter().map(|l| l.disks.len()).max().unwrap_or(0),
             mirror,
             offline: false,
+            writable: labgrade_qemu::WritableRoot::default(),
         }
     }
 }
@@ -160,6 +168,7 @@ impl GuestSpec {
         config.accel = options.accel;
         config.sessions = options.sessions.max(1);
         config.disks_per_session = options.disks_per_session;
+        config.writable = options.writable.clone();
         // More sessions than host CPUs still pay: a session waiting on 9p leaves its vCPU idle.
         let host_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         config.cpus = u32::try_from(options.sessions.clamp(1, host_cpus)).unwrap_or(1);
@@ -179,6 +188,9 @@ impl GuestSpec {
                     guest: Box::new(QemuGuest::new(config)),
                     kernel_release: Some(release),
                 })
+            }
+            None if options.writable != labgrade_qemu::WritableRoot::default() => {
+                Err(LaunchError::NotWritable)
             }
             None => Ok(ResolvedGuest {
                 guest: Box::new(HostGuest::new(agent_exe)),

@@ -30,7 +30,6 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-
 /// Runs `labgrade drift ARGS --format json`: exit code and report.
 fn drift(args: &[&str]) -> (i32, Value) {
     let out = Command::new(common::exe())
@@ -79,7 +78,10 @@ fn block_at(report: &Value, line: u64) -> &Value {
 }
 
 #[test]
-#[cfg_attr(not(labgrade_root), ignore = "needs root: the lesson's blocks mount overlays as root")]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the lesson's blocks mount overlays as root"
+)]
 fn lesson_07_on_the_host_diverges_only_as_the_baseline_explains() {
     let before = common::host_overlay_mounts();
     let lesson = lesson_07();
@@ -156,7 +158,10 @@ fn checked_lines() -> Vec<(u64, String)> {
 }
 
 #[test]
-#[cfg_attr(not(labgrade_root), ignore = "needs root: the lesson's blocks mount overlays as root")]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the lesson's blocks mount overlays as root"
+)]
 fn altering_any_documented_line_is_exactly_that_drift_and_fix_restores_the_lesson() {
     let original = std::fs::read_to_string(lesson_07()).unwrap_or_else(|e| panic!("{e}"));
     let lines = checked_lines();
@@ -201,7 +206,10 @@ fn altering_any_documented_line_is_exactly_that_drift_and_fix_restores_the_lesso
 }
 
 #[test]
-#[cfg_attr(not(labgrade_root), ignore = "needs root: the lesson's blocks mount overlays as root")]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the lesson's blocks mount overlays as root"
+)]
 fn fix_diff_prints_the_change_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let copy = dir.path().join("zh.md");
@@ -219,7 +227,10 @@ fn fix_diff_prints_the_change_and_writes_nothing() {
 }
 
 #[test]
-#[cfg_attr(not(labgrade_root), ignore = "needs root: the lesson's blocks mount overlays as root")]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the lesson's blocks mount overlays as root"
+)]
 fn chinese_fixture_drift_skips_and_sessions() {
     let (code, report) = drift(&[&fixture("zh-drift.md").display().to_string()]);
     assert_eq!(code, 1);
@@ -255,7 +266,10 @@ fn chinese_fixture_drift_skips_and_sessions() {
 }
 
 #[test]
-#[cfg_attr(not(labgrade_root), ignore = "needs root: the lesson's blocks mount overlays as root")]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the lesson's blocks mount overlays as root"
+)]
 fn japanese_fixture_a_hanging_block_is_stopped_and_reported() {
     let (code, report) = drift(&[
         &fixture("ja-timeout.md").display().to_string(),
@@ -275,7 +289,10 @@ fn japanese_fixture_a_hanging_block_is_stopped_and_reported() {
 }
 
 #[test]
-#[cfg_attr(not(labgrade_root), ignore = "needs root: the lesson's blocks mount overlays as root")]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the lesson's blocks mount overlays as root"
+)]
 fn english_fixture_console_blocks_and_abridged_listings() {
     let (code, report) = drift(&[&fixture("en-console.md").display().to_string()]);
     assert_eq!(new_drift(&report), [(37, "version 1.0".to_owned())]);
@@ -331,7 +348,10 @@ fn bad_input_exits_2_naming_the_file() {
 /// Lesson 07 on each kernel of the matrix under QEMU: the same divergences as on the host, all
 /// in the baseline. Needs QEMU and the kernel in the cache (`labgrade kernel fetch K`).
 #[rstest::rstest]
-#[cfg_attr(not(labgrade_root), ignore = "needs root: the lesson's blocks mount overlays as root")]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the lesson's blocks mount overlays as root"
+)]
 #[cfg_attr(
     not(labgrade_qemu),
     ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"

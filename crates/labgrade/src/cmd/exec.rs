@@ -21,13 +21,15 @@ pub struct ExecArgs {
     /// Seconds the command may run.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    #[command(flatten)]
+    writable: crate::cmd::suite::WritableArgs,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
 /// Quotes one word for `sh`.
-fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     if !word.is_empty()
         && word
             .bytes()
@@ -41,11 +43,9 @@ fn shell_quote(word: &str) -> String {
 
 /// Runs the command, prints its stdout and stderr, and exits with its exit code.
 pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
-    let guest = crate::guests::resolve(
-        &args.guest,
-        &crate::guests::GuestOptions::for_labs(args.accel, 1, &[], None),
-    )?
-    .guest;
+    let mut options = crate::guests::GuestOptions::for_labs(args.accel, 1, &[], None);
+    options.writable = args.writable.writable()?;
+    let guest = crate::guests::resolve(&args.guest, &options)?.guest;
     let mut session = guest.start_session()?;
     let script = args
         .command

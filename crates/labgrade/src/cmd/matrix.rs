@@ -25,6 +25,8 @@ pub enum MatrixFormat {
     Json,
     /// A page a course maintainer can publish.
     Markdown,
+    /// JUnit XML (for `matrix -- CMD`): one case per kernel, and the command's own cases.
+    Junit,
 }
 
 /// Arguments of `labgrade matrix`.
@@ -56,10 +58,30 @@ pub struct MatrixArgs {
     /// The labs directory.
     #[arg(long, default_value = crate::labs::DEFAULT_LABS_DIR)]
     labs: PathBuf,
+    /// An existing test suite to run instead of labs: `-- CMD [ARGS...]`.
+    #[command(flatten)]
+    suite: crate::cmd::suite::SuiteArgs,
 }
 
 /// Runs every lab on every guest, guests in parallel up to `--jobs`.
 pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
+    if !args.suite.command.is_empty() {
+        if !args.labs_wanted.is_empty() {
+            return Err(CliError::Usage(
+                "give labs or a command after `--`, not both".into(),
+            ));
+        }
+        let settings = crate::cmd::suite::MatrixSettings {
+            kernels: &args.kernels,
+            host: args.host,
+            jobs: args.jobs,
+            accel: args.accel,
+            mirror: args.mirror.clone(),
+            format: args.format,
+            output: args.output.as_deref(),
+        };
+        return crate::cmd::suite::run(&args.suite, &settings);
+    }
     let started = Instant::now();
     let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
     let jobs = args
@@ -138,6 +160,11 @@ pub fn run(args: &MatrixArgs) -> Result<ExitCode, CliError> {
     let text = match args.format {
         MatrixFormat::Human => labgrade_report::render_matrix_human(&report),
         MatrixFormat::Markdown => labgrade_report::render_matrix_markdown(&report),
+        MatrixFormat::Junit => {
+            return Err(CliError::Usage(
+                "--format junit is for `matrix -- CMD`; for labs use `labgrade run --format junit` per guest".into(),
+            ));
+        }
         MatrixFormat::Json => {
             serde_json::to_string_pretty(&report).map_err(|e| CliError::Output {
                 path: "stdout".into(),

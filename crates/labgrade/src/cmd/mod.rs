@@ -7,3 +7,4 @@ pub mod list;
 pub mod matrix;
 pub mod run;
 pub mod snapshot;
+pub mod suite;
