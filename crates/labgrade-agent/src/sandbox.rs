@@ -215,9 +215,13 @@ pub(crate) fn run(
     let mut keeper_error = None;
     let mut ended = None;
     let at = |name: &str| -> Option<u64> {
-        lines
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.split_whitespace().next()?.parse().ok())
+        lines.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
     };
     outcome.sandbox_ms = at("T sandbox ").unwrap_or(0);
     outcome.setup_ms = at("T setup ").unwrap_or(0);
@@ -334,12 +338,7 @@ fn ms(since: Instant) -> u128 {
 }
 
 /// The keeper, in the forked child. Returns its exit code; status lines say what happened.
-fn keeper_main(
-    fds: [i32; 5],
-    procs: &[CString],
-    identity: Identity,
-    req: &SandboxRequest,
-) -> i32 {
+fn keeper_main(fds: [i32; 5], procs: &[CString], identity: Identity, req: &SandboxRequest) -> i32 {
     let started = Instant::now();
     // SAFETY: plain fd syscalls on fds this process owns; afterwards only 0-4 are open.
     unsafe {
@@ -634,7 +633,10 @@ pub fn mounts_under(mountinfo: &str, lab: &str) -> Vec<MountEntry> {
                 mount_point: rel,
                 fstype,
                 source,
-                super_options: split_options(options).into_iter().map(|o| unescape(&o)).collect(),
+                super_options: split_options(options)
+                    .into_iter()
+                    .map(|o| unescape(&o))
+                    .collect(),
             })
         })
         .collect()
@@ -727,7 +729,14 @@ mod tests {
 
     #[test]
     fn broken_lines_are_skipped_not_panicked_on() {
-        for text in ["", "-", " - ", "1 2 3 4 /tmp/lab/x - ", "\\", "1 2 3 4 /tmp/lab/\\04 - a b"] {
+        for text in [
+            "",
+            "-",
+            " - ",
+            "1 2 3 4 /tmp/lab/x - ",
+            "\\",
+            "1 2 3 4 /tmp/lab/\\04 - a b",
+        ] {
             let _ = mounts_under(text, "/tmp/lab");
         }
     }

@@ -224,14 +224,20 @@ pub fn load_assignment(dir: &Path) -> Result<Assignment, AssignmentError> {
 
 fn limits_over(base: SandboxLimits, raw: &RawLimits) -> SandboxLimits {
     SandboxLimits {
-        wall_ms: raw.wall_secs.map_or(base.wall_ms, |s| s.saturating_mul(1000)),
-        setup_ms: raw.setup_secs.map_or(base.setup_ms, |s| s.saturating_mul(1000)),
+        wall_ms: raw
+            .wall_secs
+            .map_or(base.wall_ms, |s| s.saturating_mul(1000)),
+        setup_ms: raw
+            .setup_secs
+            .map_or(base.setup_ms, |s| s.saturating_mul(1000)),
         cpu_secs: raw.cpu_secs.unwrap_or(base.cpu_secs),
         memory_mib: raw.memory_mib.unwrap_or(base.memory_mib),
         file_size_mib: raw.file_size_mib.unwrap_or(base.file_size_mib),
         processes: raw.processes.unwrap_or(base.processes),
         open_files: raw.open_files.unwrap_or(base.open_files),
-        output_bytes: raw.output_kib.map_or(base.output_bytes, |k| k.saturating_mul(1024)),
+        output_bytes: raw
+            .output_kib
+            .map_or(base.output_bytes, |k| k.saturating_mul(1024)),
         tmp_mib: raw.tmp_mib.unwrap_or(base.tmp_mib),
     }
 }
@@ -251,7 +257,9 @@ fn check_limits(l: &SandboxLimits) -> Result<(), String> {
     ];
     for (name, value, min, max) in fields {
         if !(min..=max).contains(&value) {
-            return Err(format!("`{name}` is {value}; it must be from {min} to {max}"));
+            return Err(format!(
+                "`{name}` is {value}; it must be from {min} to {max}"
+            ));
         }
     }
     Ok(())
@@ -359,7 +367,9 @@ pub fn parse_assignment(
                 (None, Some(_)) => {
                     return Err(err(
                         spanned.span(),
-                        format!("task `{id}` names a lesson section but the assignment names no lesson file"),
+                        format!(
+                            "task `{id}` names a lesson section but the assignment names no lesson file"
+                        ),
                         Some("add `lesson = \"07-overlay-filesystems.md\"` at the top".into()),
                     ));
                 }
@@ -478,7 +488,8 @@ fn grade_check(
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).map_or(1, |t| t.matches('\n').count() + 1)
+    text.get(..offset)
+        .map_or(1, |t| t.matches('\n').count() + 1)
 }
 
 #[cfg(test)]

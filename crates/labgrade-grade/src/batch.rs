@@ -151,7 +151,12 @@ pub fn grade_batch(
         }
     });
     let mut summary = BatchSummary::default();
-    for r in results.into_inner().unwrap_or_default().into_iter().flatten() {
+    for r in results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+    {
         summary.entries.push(r?);
     }
     let mut csv = String::from("submission,score,max_score,status\n");

@@ -26,7 +26,11 @@ fn ms(since: Instant) -> u64 {
 
 /// Grades `submission` (a directory holding entry files). Never fails: trouble on the grader's
 /// side makes an `error` report with the reason and no score.
-pub fn grade_submission(guest: &dyn Guest, assignment: &Assignment, submission: &Path) -> GradeReport {
+pub fn grade_submission(
+    guest: &dyn Guest,
+    assignment: &Assignment,
+    submission: &Path,
+) -> GradeReport {
     let started = Instant::now();
     let mut report = GradeReport {
         schema_version: SCHEMA_VERSION,

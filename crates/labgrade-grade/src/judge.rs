@@ -41,7 +41,10 @@ fn relative_to_lab(path: &str, lab: &str) -> String {
         Some(rest) if rest.starts_with('/') => rest.trim_start_matches('/'),
         _ => p,
     };
-    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let parts: Vec<&str> = rel
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     if rel.starts_with('/') {
         format!("/{}", parts.join("/"))
     } else {
@@ -233,14 +236,21 @@ mod tests {
         let r = judge_overlay(
             &want(&["l3", "l2", "l1"]),
             LAB,
-            &[overlay("rw,lowerdir=/tmp/lab/l1:/tmp/lab/l2:/tmp/lab/l3,upperdir=/tmp/lab/upper,workdir=/tmp/lab/work")],
+            &[overlay(
+                "rw,lowerdir=/tmp/lab/l1:/tmp/lab/l2:/tmp/lab/l3,upperdir=/tmp/lab/upper,workdir=/tmp/lab/work",
+            )],
         );
         assert_eq!(r.status, CheckStatus::Fail);
-        assert_eq!(r.actual, "overlay lowerdir=l1:l2:l3 upperdir=upper workdir=work");
+        assert_eq!(
+            r.actual,
+            "overlay lowerdir=l1:l2:l3 upperdir=upper workdir=work"
+        );
         let r = judge_overlay(
             &want(&["lower"]),
             LAB,
-            &[overlay("rw,lowerdir=/tmp/lab/lower,upperdir=/tmp/lab/work,workdir=/tmp/lab/upper")],
+            &[overlay(
+                "rw,lowerdir=/tmp/lab/lower,upperdir=/tmp/lab/work,workdir=/tmp/lab/upper",
+            )],
         );
         assert_eq!(r.status, CheckStatus::Fail);
     }
@@ -253,7 +263,8 @@ mod tests {
             source: "labgrade-sandbox".into(),
             super_options: vec!["rw".into()],
         };
-        let good = overlay("rw,lowerdir=/tmp/lab/lower,upperdir=/tmp/lab/upper,workdir=/tmp/lab/work");
+        let good =
+            overlay("rw,lowerdir=/tmp/lab/lower,upperdir=/tmp/lab/upper,workdir=/tmp/lab/work");
         let r = judge_overlay(&want(&["lower"]), LAB, &[good.clone(), bind.clone()]);
         assert_eq!(r.status, CheckStatus::Fail);
         assert_eq!(r.actual, "a tmpfs mount (source labgrade-sandbox)");
@@ -268,7 +279,9 @@ mod tests {
         let r = judge_overlay(
             &want(&["lower"]),
             LAB,
-            &[overlay("rw,lowerdir=/etc,upperdir=/tmp/lab/upper,workdir=/tmp/lab/work")],
+            &[overlay(
+                "rw,lowerdir=/etc,upperdir=/tmp/lab/upper,workdir=/tmp/lab/work",
+            )],
         );
         assert_eq!(r.status, CheckStatus::Fail);
         assert!(r.actual.contains("lowerdir=/etc"), "{}", r.actual);

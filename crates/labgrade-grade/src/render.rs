@@ -30,7 +30,11 @@ fn score_text(r: &GradeReport) -> String {
 }
 
 fn check_lines(c: &GradedCheck, out: &mut String, indent: &str) {
-    for e in c.evidence.iter().filter(|e| e.status != labgrade_report::CheckStatus::Pass) {
+    for e in c
+        .evidence
+        .iter()
+        .filter(|e| e.status != labgrade_report::CheckStatus::Pass)
+    {
         let _ = writeln!(
             out,
             "{indent}{} {}: expected {}, found {}",
@@ -261,7 +265,11 @@ pub fn render_markdown(r: &GradeReport) -> String {
                 Visibility::Shown if c.passed => ("✅", format!("{}/{}", c.score, c.max_score)),
                 Visibility::Shown => ("❌", format!("{}/{}", c.score, c.max_score)),
             };
-            let _ = writeln!(out, "| {mark} | {} | {points} |", c.name.replace('|', "\\|"));
+            let _ = writeln!(
+                out,
+                "| {mark} | {} | {points} |",
+                c.name.replace('|', "\\|")
+            );
         }
         out.push('\n');
         for c in t
@@ -274,7 +282,11 @@ pub fn render_markdown(r: &GradeReport) -> String {
                 let _ = writeln!(out, "\n{f}");
             }
             let _ = writeln!(out);
-            for e in c.evidence.iter().filter(|e| e.status != labgrade_report::CheckStatus::Pass) {
+            for e in c
+                .evidence
+                .iter()
+                .filter(|e| e.status != labgrade_report::CheckStatus::Pass)
+            {
                 let _ = writeln!(
                     out,
                     "- `{}` ({}): expected {}, found {}",

@@ -473,7 +473,11 @@ fn facts(
 
 /// Validates one check written outside a lab (no steps, so no `unchanged_since`), with errors at
 /// its place in `text` (the whole file `file`, which `check` was deserialized from).
-pub fn parse_check(file: &str, text: &str, check: &Spanned<RawCheck>) -> Result<Vec<Check>, SpecError> {
+pub fn parse_check(
+    file: &str,
+    text: &str,
+    check: &Spanned<RawCheck>,
+) -> Result<Vec<Check>, SpecError> {
     let err = |span: std::ops::Range<usize>, msg: String, help: Option<String>| {
         InvalidLab::error(file, text, span, msg, help)
     };

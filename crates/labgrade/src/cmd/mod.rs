@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod exec;
+pub mod grade;
 pub mod kernel;
 pub mod list;
 pub mod matrix;
