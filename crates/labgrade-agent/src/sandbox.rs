@@ -10,8 +10,8 @@
 //!   reads the state left behind through `/proc/KEEPER/root` and `/proc/KEEPER/mountinfo`.
 //! - the *init* (pid 1 inside) mounts a private proc, a sized tmpfs on `/tmp` (which holds
 //!   `$LAB`) and on the other world-writable dirs, runs the assignment's setup, then the
-//!   student's `sh ENTRY` under rlimits, and exits when it ends; a wall-clock timer (SIGALRM, its
-//!   default action) ends it when time is up. When it exits the kernel kills every process left
+//!   student's `sh ENTRY` under rlimits, and exits when it ends; a wall-clock timer (SIGALRM,
+//!   whose handler exits) ends it when time is up. When it exits the kernel kills every process left
 //!   in the namespace before the keeper's `waitpid` returns: checks never race the student.
 //! - the student's shell and whatever it starts.
 //!
@@ -260,10 +260,12 @@ pub(crate) fn run(
             "the sandbox's keeper died before it was ready (status: {lines:?})"
         ));
     }
-    let alarm = format!("signal {}", libc::SIGALRM);
+    let alarm = format!("exit {TIMED_OUT_CODE}");
     if ended.as_deref() == Some(alarm.as_str()) {
         if setup_done {
             outcome.timed_out = true;
+            // The init died by its timer before it could say: the whole wall budget was used.
+            outcome.student_ms = l.wall_ms;
         } else if outcome.setup_error.is_none() {
             outcome.setup_error = Some(format!("the setup ran past {} ms", l.setup_ms));
         }
@@ -466,7 +468,21 @@ fn tmpfs(at: &str, options: &str) -> Result<(), String> {
     .map_err(|e| format!("cannot mount a tmpfs on {at}: {e}"))
 }
 
+/// What the sandbox's init exits with when its timer fires.
+const TIMED_OUT_CODE: i32 = 124;
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe. The kernel then kills every process of the namespace.
+    unsafe { libc::_exit(TIMED_OUT_CODE) }
+}
+
+/// Arms (or with 0 disarms) the init's wall-clock timer. Pid 1 of a namespace ignores signals
+/// it has no handler for, SIGALRM included, so it gets one that ends it.
 fn set_timer(ms: u64) {
+    // SAFETY: installs a handler that only calls _exit.
+    unsafe {
+        libc::signal(libc::SIGALRM, on_alarm as *const () as libc::sighandler_t);
+    }
     let tv = |ms: u64| libc::timeval {
         tv_sec: libc::time_t::try_from(ms / 1000).unwrap_or(libc::time_t::MAX),
         tv_usec: libc::suseconds_t::try_from((ms % 1000) * 1000).unwrap_or(0),
@@ -475,7 +491,7 @@ fn set_timer(ms: u64) {
         it_interval: tv(0),
         it_value: tv(ms),
     };
-    // SAFETY: setitimer with a valid itimerval; SIGALRM keeps its default action (terminate).
+    // SAFETY: setitimer with a valid itimerval.
     unsafe {
         libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut());
     }
