@@ -131,6 +131,13 @@ pub(crate) fn run(
     let (err_r, err_w) = pipe()?;
     let (status_r, status_w) = pipe()?;
     let (release_r, release_w) = pipe()?;
+    // Bigger pipes: a flood of output is drained in fewer, larger reads.
+    for fd in [&out_r, &err_r] {
+        // SAFETY: F_SETPIPE_SZ on a pipe this process owns; failure leaves the default size.
+        unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
     let devnull = fs::File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
     let procs: Vec<CString> = cgroup
         .procs
@@ -283,6 +290,7 @@ struct Stream {
     fd: OwnedFd,
     open: bool,
     kept: Vec<u8>,
+    buf: Vec<u8>,
     cap: usize,
     total: u64,
 }
@@ -293,19 +301,19 @@ impl Stream {
             fd,
             open: true,
             kept: Vec::new(),
+            buf: vec![0u8; 1 << 20],
             cap,
             total: 0,
         }
     }
 
     fn read_some(&mut self) {
-        let mut buf = [0u8; 65536];
-        match nix::unistd::read(&self.fd, &mut buf) {
+        match nix::unistd::read(&self.fd, &mut self.buf) {
             Ok(0) => self.open = false,
             Ok(n) => {
                 self.total += n as u64;
                 let room = self.cap.saturating_sub(self.kept.len());
-                self.kept.extend_from_slice(&buf[..n.min(room)]);
+                self.kept.extend_from_slice(&self.buf[..n.min(room)]);
             }
             Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
             Err(_) => self.open = false,
