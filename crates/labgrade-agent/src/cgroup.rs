@@ -133,6 +133,7 @@ pub(crate) fn create(name: &str, pids: u64, memory_bytes: u64) -> (SandboxCgroup
             // Enabling may fail if already enabled or refused; the limit files tell.
             let _ = fs::write(root.join("cgroup.subtree_control"), &enable);
             let dir = root.join(name);
+            sweep_stale(&dir);
             fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             made.dirs.push(dir.clone());
             for (file, value) in &limits {
@@ -157,6 +158,7 @@ pub(crate) fn create(name: &str, pids: u64, memory_bytes: u64) -> (SandboxCgroup
                     .join(controller)
                     .join(own.trim_start_matches('/'))
                     .join(name);
+                sweep_stale(&dir);
                 fs::create_dir(&dir)
                     .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 made.dirs.push(dir.clone());
@@ -183,7 +185,37 @@ pub(crate) fn create(name: &str, pids: u64, memory_bytes: u64) -> (SandboxCgroup
 impl Drop for SandboxCgroup {
     fn drop(&mut self) {
         for dir in self.dirs.iter().rev() {
-            let _ = fs::remove_dir(dir);
+            // The last processes may still be leaving the cgroup as their exit completes.
+            for _ in 0..50 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Removes sandbox cgroups a killed labgrade left beside `dir`: those whose agent (the pid in
+/// the name; `kill(pid, 0)` looks in the agent's own pid namespace) is gone. `rmdir` refuses a
+/// cgroup that still has processes anyway.
+fn sweep_stale(dir: &Path) {
+    let Some(parent) = dir.parent() else { return };
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("labgrade-sandbox-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if gone && e.path() != dir {
+            let _ = fs::remove_dir(e.path());
         }
     }
 }
