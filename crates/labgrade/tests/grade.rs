@@ -380,3 +380,28 @@ fn a_batch_writes_results_atomically_resumes_and_marks_grader_errors() {
     assert_eq!(r.status, GradeStatus::Error);
     assert_eq!(r.score, None);
 }
+
+#[test]
+#[file_serial(grade_host)]
+fn a_submission_graded_on_qemu_debian_6_1_scores_as_on_the_host() {
+    let guest = match common::qemu_guest("debian:6.1", 1) {
+        Ok(g) => g,
+        Err(reason) => return common::skip_or_fail(&reason),
+    };
+    let a = assignment();
+    for name in ["wrong-layers", "fake-score"] {
+        let on_host = grade(&a, &fixture(name));
+        let on_vm = labgrade_grade::grade_submission(&guest, &a, &fixture(name));
+        eprint!("{}", labgrade_grade::render::render_human(&on_vm));
+        assert_eq!(on_vm.status, GradeStatus::Graded, "{:?}", on_vm.reason);
+        assert_eq!(on_vm.guest, "qemu:debian:6.1");
+        assert_eq!(task_scores(&on_vm), task_scores(&on_host), "{name}");
+        assert!(
+            on_vm.tasks[0]
+                .run
+                .as_ref()
+                .is_some_and(|r| r.isolation[0].contains("VM")),
+            "the VM is the boundary there"
+        );
+    }
+}
