@@ -751,6 +751,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_mount_table_text_parses_without_panicking(text in "\\PC*", lab in "/[a-z/]{0,12}") {
+            let _ = mounts_under(&text, &lab);
+        }
+
+        #[test]
+        fn mountinfo_like_lines_parse_without_panicking(
+            point in "[ -~]{0,30}", opts in "[ -~\\\\,]{0,60}"
+        ) {
+            let _ = mounts_under(&format!("1 2 0:1 / /tmp/lab/{point} rw - overlay overlay {opts}\n"), "/tmp/lab");
+        }
+    }
+
     #[test]
     fn broken_lines_are_skipped_not_panicked_on() {
         for text in [

@@ -528,7 +528,7 @@ expect = [{ path = "lower/a", content = "a\n" }]
         assert_eq!(t.limits.wall_ms, 3000);
         assert_eq!(t.limits.cpu_secs, DEFAULT_LIMITS.cpu_secs);
         assert_eq!(t.checks[1].visibility, Visibility::Hidden);
-        assert_eq!(t.checks[1].line, 15);
+        assert_eq!(t.checks[1].line, 14);
         assert!(matches!(t.checks[0].facts[0], TaskFact::Overlay(_)));
         Ok(())
     }
@@ -545,7 +545,7 @@ expect = [{ path = "lower/a", content = "a\n" }]
     fn mistakes_point_at_their_line_and_column() {
         insta::assert_snapshot!(error_of(&GOOD.replace("points = 5", "points = 6")), @"7:10: task `mount` is worth 6 points but its checks add up to 5");
         insta::assert_snapshot!(error_of(&GOOD.replace("\"hidden\"", "\"secret\"")), @"17:14: unknown visibility `secret`");
-        insta::assert_snapshot!(error_of(&GOOD.replace("content =", "contnet =")), @"18:11: unknown field `contnet`, expected one of `path`, `exists`, `absent`, `kind`, `whiteout`, `opaque`, `content`, `contains`, `size`, `sha256`, `entries`, `xattr`, `no_xattr`, `unchanged_since`");
+        insta::assert_snapshot!(error_of(&GOOD.replace("content =", "contnet =")), @"18:31: unknown field `contnet`, expected one of `path`, `exists`, `absent`, `kind`, `whiteout`, `opaque`, `content`, `contains`, `size`, `sha256`, `entries`, `xattr`, `no_xattr`, `unchanged_since`");
         insta::assert_snapshot!(error_of(&GOOD.replace("wall_secs = 3", "wall_secs = 0")), @"9:10: `wall_secs` is 0; it must be from 1 to 3600");
         insta::assert_snapshot!(error_of(&GOOD.replace("\"mount.sh\"", "\"../x.sh\"")), @"6:9: entry `../x.sh` must be a plain file name in the submission");
     }

@@ -274,6 +274,13 @@ mod tests {
         assert_eq!(r.actual, "nothing is mounted at merged");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_overlay_options_parse_without_panicking(opts in proptest::collection::vec("\\PC*", 0..6)) {
+            let _ = overlay_layers(&opts, LAB);
+        }
+    }
+
     #[test]
     fn a_layer_outside_lab_stays_absolute_and_does_not_match() {
         let r = judge_overlay(
