@@ -185,7 +185,11 @@ pub fn render_classroom(r: &GradeReport) -> serde_json::Result<String> {
                     "name": format!("{}: {}", t.id, c.name),
                     "status": if c.passed { "pass" } else { "fail" },
                     "score": c.score,
-                    "message": check_output(t, c),
+                    // The reporter shows every message to the student: only shown checks say more.
+                    "message": match c.visibility {
+                        Visibility::Shown => check_output(t, c),
+                        _ => "Shown once grades are released.".to_owned(),
+                    },
                     "filename": t.entry,
                     "line_no": 0,
                     "execution_time": format!("{:.2}s", t.run.as_ref().map_or(0, |x| x.student_ms) as f64 / 1000.0),
@@ -313,4 +317,109 @@ pub fn render_markdown(r: &GradeReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use labgrade_report::{CheckReport, CheckStatus};
+    use labgrade_spec::LessonRef;
+
+    use super::*;
+    use crate::report::{SCHEMA_VERSION, TaskRun};
+
+    fn check(name: &str, points: u32, passed: bool, visibility: Visibility) -> GradedCheck {
+        GradedCheck {
+            name: name.into(),
+            score: if passed { points } else { 0 },
+            max_score: points,
+            passed,
+            visibility,
+            feedback: (!passed).then(|| "Write through merged.".to_owned()),
+            evidence: vec![CheckReport {
+                subject: "upper/etc/app.conf".into(),
+                fact: "content".into(),
+                line: Some(3),
+                status: if passed {
+                    CheckStatus::Pass
+                } else {
+                    CheckStatus::Fail
+                },
+                expected: "\"modified\\n\"".into(),
+                actual: "absent".into(),
+                diff: None,
+            }],
+        }
+    }
+
+    fn report() -> GradeReport {
+        GradeReport {
+            schema_version: SCHEMA_VERSION,
+            assignment: "overlay-basics".into(),
+            title: "OverlayFS basics".into(),
+            submission: "alice".into(),
+            guest: "host".into(),
+            status: GradeStatus::Graded,
+            reason: None,
+            score: Some(10),
+            max_score: 25,
+            tasks: vec![TaskReport {
+                id: "cow".into(),
+                title: "Copy-up".into(),
+                entry: "cow.sh".into(),
+                status: TaskStatus::Graded,
+                reason: None,
+                score: 10,
+                max_score: 25,
+                lesson: Some(LessonRef {
+                    file: "07.md".into(),
+                    section: "Write".into(),
+                }),
+                run: Some(TaskRun {
+                    timed_out: true,
+                    stdout: "{\"score\": 100}".into(),
+                    ..TaskRun::default()
+                }),
+                checks: vec![
+                    check("merged shows it", 10, true, Visibility::Shown),
+                    check("upper holds it", 10, false, Visibility::Shown),
+                    check("lower kept", 5, false, Visibility::Hidden),
+                ],
+            }],
+            duration_ms: 1500,
+        }
+    }
+
+    #[test]
+    fn gradescope_has_a_test_per_check_named_by_task_with_its_visibility() {
+        let text = render_gradescope(&report()).unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn classroom_has_the_reporters_fields() {
+        let text = render_classroom(&report()).unwrap_or_else(|e| panic!("{e}"));
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn markdown_leaves_hidden_checks_out_and_points_at_the_lesson() {
+        insta::assert_snapshot!(render_markdown(&report()));
+    }
+
+    #[test]
+    fn a_grader_error_gets_no_score_anywhere() {
+        let mut r = report();
+        r.status = GradeStatus::Error;
+        r.score = None;
+        r.reason = Some("the guest did not boot".into());
+        let gs: serde_json::Value =
+            serde_json::from_str(&render_gradescope(&r).unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(gs.get("score").is_none(), "{gs}");
+        let cl: serde_json::Value =
+            serde_json::from_str(&render_classroom(&r).unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cl["status"], "error");
+        assert!(render_human(&r).contains("not graded/25"));
+    }
 }
