@@ -405,3 +405,25 @@ fn a_submission_graded_on_qemu_debian_6_1_scores_as_on_the_host() {
         );
     }
 }
+
+#[test]
+fn a_broken_assignment_exits_2_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(assignment_dir().join("assignment.toml"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .replacen("points = 25", "points = 26", 1);
+    std::fs::write(dir.path().join("assignment.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let o = std::process::Command::new(common::exe())
+        .args(["grade", "--assignment"])
+        .arg(dir.path())
+        .arg("--submission")
+        .arg(assignment_dir().join("reference"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("assignment.toml:21:10: task `mount` is worth 26 points"),
+        "{stderr}"
+    );
+}
