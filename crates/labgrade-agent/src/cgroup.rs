@@ -126,7 +126,24 @@ fn probe() -> CgroupProbe {
 /// Makes the sandbox's cgroup and writes its limits, or says why there is none.
 pub(crate) fn create(name: &str, pids: u64, memory_bytes: u64) -> (SandboxCgroup, String) {
     let mut made = SandboxCgroup::default();
-    let result = match plan(&probe(), pids, memory_bytes) {
+    let mut probed = probe();
+    if probed.unified_root_controllers.is_none() && !probed.v1_pids && !probed.v1_memory {
+        // Nothing mounted (a VM's minimal init): mount cgroup v2 in the agent's own mount
+        // namespace. This matters most as root, where RLIMIT_NPROC does not bind uid 0.
+        let mounted = nix::mount::mount(
+            Some("cgroup2"),
+            ROOT,
+            Some("cgroup2"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            None::<&str>,
+        );
+        if mounted.is_ok() {
+            probed = probe();
+        }
+    }
+    let result = match plan(&probed, pids, memory_bytes) {
         CgroupPlan::None(why) => Err(why),
         CgroupPlan::V2 { enable, limits } => (|| {
             let root = Path::new(ROOT);
