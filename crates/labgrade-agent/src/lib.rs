@@ -6,13 +6,14 @@
 //! the host. It decides nothing about pass or fail; that is the runner's job, so the logic that
 //! judges stays testable without root.
 
+mod cgroup;
 mod disks;
 mod facts;
 mod kmsg;
 mod loopdev;
 mod namespaces;
 mod probe;
-
+mod sandbox;
 mod session;
 
 use std::io::{BufRead, Write};
@@ -24,6 +25,7 @@ use labgrade_snap::DigestCache;
 use labgrade_proto as proto;
 pub use namespaces::{NamespaceError, enter_private_namespaces};
 use proto::{Hello, Request, Response};
+pub use sandbox::{SANDBOX_UID_BASE, mounts_under};
 pub use session::SessionError;
 
 /// `$LAB` inside every session: a directory on the session's private tmpfs.
@@ -70,6 +72,8 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
     let mut digests = DigestCache::default();
     // Held for the session: a loop device lives while the agent holds it or a mount uses it.
     let mut attached: Vec<disks::AttachedDisk> = Vec::new();
+    // The last sandbox run, kept so checks read the state it left in its mount namespace.
+    let mut sandbox: Option<sandbox::HeldSandbox> = None;
     let mut session = match session::ShellSession::start(&lab, &ctl) {
         Ok(s) => s,
         Err(e) => {
@@ -175,17 +179,47 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                     if stream { Some(&mut send_piece) } else { None };
                 Response::Ran(session.run(step, &script, timeout, &mut kmsg, sink))
             }
-            Request::Inspect { paths, text_of } => Response::Inspected {
-                facts: paths
-                    .iter()
-                    .map(|p| facts::inspect(&lab, p, text_of.contains(p), &mut digests))
-                    .collect(),
-            },
+            Request::Inspect { paths, text_of } => {
+                let root = sandbox.as_ref().map_or_else(|| lab.clone(), |s| s.lab());
+                Response::Inspected {
+                    facts: paths
+                        .iter()
+                        .map(|p| facts::inspect(&root, p, text_of.contains(p), &mut digests))
+                        .collect(),
+                }
+            }
+            Request::RunSandboxed(req) => {
+                // One sandbox at a time: the previous one's state is let go first.
+                sandbox = None;
+                match sandbox::run(&req, privilege) {
+                    Ok((outcome, held)) => {
+                        sandbox = Some(held);
+                        Response::Sandboxed(outcome)
+                    }
+                    Err(message) => Response::Error { message },
+                }
+            }
+            Request::Mounts => {
+                // Pid 1 of the proc this agent sees is its session, in the agent's mount namespace.
+                let table = match sandbox.as_ref() {
+                    Some(s) => s.mountinfo(),
+                    None => std::fs::read_to_string("/proc/1/mountinfo"),
+                };
+                match table {
+                    Ok(text) => Response::Mounted {
+                        mounts: sandbox::mounts_under(&text, LAB_DIR),
+                    },
+                    Err(e) => Response::Error {
+                        message: format!("cannot read the mount table: {e}"),
+                    },
+                }
+            }
             Request::Snapshot { dir } => Response::Snapshotted {
                 tree: labgrade_snap::take_cached(&Path::new(&lab).join(&dir), &mut digests)
                     .map_err(|e| e.to_string()),
             },
             Request::Shutdown => {
+                drop(sandbox.take());
                 session.kill();
                 send(&mut output, &Response::Bye)?;
                 return Ok(());

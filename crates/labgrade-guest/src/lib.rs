@@ -17,6 +17,13 @@ pub trait Guest: Send + Sync + std::fmt::Debug {
 
     /// Starts a fresh agent session: new namespaces, a new shell, an empty `$LAB`.
     fn start_session(&self) -> Result<AgentSession, GuestError>;
+
+    /// A whole machine of its own is the boundary (a VM): code graded there may be root in
+    /// it, so sandboxes need no user namespace. `false` for anything sharing the host's kernel
+    /// and files.
+    fn is_machine_boundary(&self) -> bool {
+        false
+    }
 }
 
 /// A scratch disk for a session ([`AgentSession::attach_disks`]): the formatted image (made by

@@ -5,11 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use labgrade_proto::Capability;
-use labgrade_proto::TreeSnapshot;
 use labgrade_proto::{
-    AttachDisk, AttachedDisk, DiskSource, Hello, PathFacts, ProbeImage, ProbeResult, Request,
-    Response, StepOutcome,
+    AttachDisk, AttachedDisk, Capability, DiskSource, Hello, MountEntry, PathFacts, ProbeImage,
+    ProbeResult, Request, Response, SandboxOutcome, SandboxRequest, StepOutcome, TreeSnapshot,
 };
 
 use crate::ScratchDisk;
@@ -157,6 +155,23 @@ impl AgentSession {
         match self.request(&Request::Inspect { paths, text_of })? {
             Response::Inspected { facts } => Ok(facts),
             other => Err(self.unexpected("facts", &other)),
+        }
+    }
+
+    /// Runs a graded task in a fresh sandbox; later [`AgentSession::inspect`] and
+    /// [`AgentSession::mounts`] read the state it left. `Err` is always infrastructure.
+    pub fn run_sandboxed(&mut self, request: SandboxRequest) -> Result<SandboxOutcome, GuestError> {
+        match self.request(&Request::RunSandboxed(request))? {
+            Response::Sandboxed(outcome) => Ok(outcome),
+            other => Err(self.unexpected("a sandboxed task's outcome", &other)),
+        }
+    }
+
+    /// The mounts at or below `$LAB`, in mount order, as the last sandbox (or the session) sees them.
+    pub fn mounts(&mut self) -> Result<Vec<MountEntry>, GuestError> {
+        match self.request(&Request::Mounts)? {
+            Response::Mounted { mounts } => Ok(mounts),
+            other => Err(self.unexpected("mounts", &other)),
         }
     }
 

@@ -2,7 +2,6 @@
 //! way `cargo insta accept` takes the new truth. Only lines that drift (and are not accepted by
 //! the baseline) change; a line that matched, placeholders and all, is left as written.
 
-
 use crate::report::DriftReport;
 
 /// One documented line to rewrite.

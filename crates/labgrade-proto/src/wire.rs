@@ -50,6 +50,11 @@ pub enum Request {
         /// The directory.
         dir: String,
     },
+    /// Run a graded task in a fresh sandbox (see [`SandboxRequest`]); later `Inspect` and
+    /// `Mounts` requests read the state it left, in its mount namespace, until the session ends.
+    RunSandboxed(SandboxRequest),
+    /// The mounts under `$LAB` as the session (or the sandbox last run) sees them.
+    Mounts,
     /// End the session; the agent exits and its namespaces die with it.
     Shutdown,
 }
@@ -89,6 +94,13 @@ pub enum Response {
         /// The tree, or why it could not be read.
         tree: Result<TreeSnapshot, String>,
     },
+    /// A sandboxed task ran (or its setup failed).
+    Sandboxed(SandboxOutcome),
+    /// The mounts asked for by [`Request::Mounts`], in mount order (the topmost last).
+    Mounted {
+        /// Mounts whose mount point is `$LAB` or below it.
+        mounts: Vec<MountEntry>,
+    },
     /// The request could not be served; the session may be gone.
     Error {
         /// What went wrong.
@@ -107,6 +119,9 @@ impl Request {
             Request::Run { timeout_ms, .. } => {
                 Duration::from_millis(*timeout_ms).saturating_add(Duration::from_secs(60))
             }
+            Request::RunSandboxed(r) => Duration::from_millis(r.limits.wall_ms)
+                .saturating_add(Duration::from_millis(r.limits.setup_ms))
+                .saturating_add(Duration::from_secs(60)),
             _ => Duration::from_secs(300),
         }
     }
@@ -123,6 +138,8 @@ impl Response {
             Response::Ran(_) => "ran",
             Response::Inspected { .. } => "inspected",
             Response::Snapshotted { .. } => "snapshotted",
+            Response::Sandboxed(_) => "sandboxed",
+            Response::Mounted { .. } => "mounted",
             Response::Error { .. } => "error",
             Response::Bye => "bye",
         }
@@ -279,6 +296,91 @@ pub struct PathFacts {
 
 /// Largest file whose content is returned for `content` / `contains` checks.
 pub const TEXT_LIMIT: u64 = 1 << 20;
+
+/// A graded task: the assignment's setup, then the student's entry file, in a sandbox of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxRequest {
+    /// Shell text run first with `sh -c`, as root of the sandbox, cwd `$LAB` (trusted: it comes
+    /// from the assignment). Its failure is the assignment's fault, never the student's.
+    pub setup: String,
+    /// The entry file's name, e.g. `mount.sh`; the student's code runs as `sh NAME`.
+    pub entry: String,
+    /// The entry file's bytes.
+    pub script: Vec<u8>,
+    /// Limits on the student's processes.
+    pub limits: SandboxLimits,
+    /// Put the sandbox in a user namespace whose root is an unprivileged uid outside, so the
+    /// student is never real root. Off only where a VM is the boundary (root in it is fine, and
+    /// kernels without unprivileged overlay still grade).
+    pub user_namespace: bool,
+}
+
+/// What a sandboxed task may use. Every field is enforced by the kernel (rlimits, a cgroup
+/// where one is writable, a sized tmpfs) or by the agent (wall time, output caps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLimits {
+    /// Wall time of the student's code in ms; then every process of the task is killed.
+    pub wall_ms: u64,
+    /// Wall time of the setup in ms.
+    pub setup_ms: u64,
+    /// CPU seconds per process (RLIMIT_CPU).
+    pub cpu_secs: u64,
+    /// Address space per process in MiB (RLIMIT_AS), and the cgroup's memory limit.
+    pub memory_mib: u64,
+    /// Largest file a process may write, in MiB (RLIMIT_FSIZE).
+    pub file_size_mib: u64,
+    /// Processes of the task at once (RLIMIT_NPROC of its own uid; cgroup pids.max).
+    pub processes: u64,
+    /// Open files per process (RLIMIT_NOFILE).
+    pub open_files: u64,
+    /// Bytes of stdout and of stderr kept; the rest is read and discarded.
+    pub output_bytes: u64,
+    /// Size of the sandbox's private `/tmp` (which holds `$LAB`), in MiB.
+    pub tmp_mib: u64,
+}
+
+/// How a sandboxed task ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxOutcome {
+    /// The setup failed (with its output): the task was not run; an assignment or
+    /// infrastructure fault.
+    pub setup_error: Option<String>,
+    /// The entry file's exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<i32>,
+    /// The wall limit was reached and every process of the task was killed.
+    pub timed_out: bool,
+    /// Standard output, at most `output_bytes` of it (lossily decoded).
+    pub stdout: String,
+    /// Standard error, at most `output_bytes` of it (lossily decoded).
+    pub stderr: String,
+    /// Bytes the task wrote to stdout in all (kept or discarded).
+    pub stdout_bytes: u64,
+    /// Bytes the task wrote to stderr in all (kept or discarded).
+    pub stderr_bytes: u64,
+    /// What isolated the task, in words (namespaces, uid, limits, cgroup or why none).
+    pub isolation: Vec<String>,
+    /// Milliseconds making the sandbox (fork, namespaces, mounts) before the setup.
+    pub sandbox_ms: u64,
+    /// Milliseconds of the setup.
+    pub setup_ms: u64,
+    /// Milliseconds of the student's code, to the last process gone.
+    pub student_ms: u64,
+}
+
+/// One line of a mount table (`/proc/PID/mountinfo`), as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountEntry {
+    /// Where it is mounted, relative to `$LAB` (`""` for `$LAB` itself).
+    pub mount_point: String,
+    /// The filesystem type, e.g. `overlay`.
+    pub fstype: String,
+    /// The mount source, e.g. `overlay`.
+    pub source: String,
+    /// The filesystem's options (the last field), split at commas that are not escaped.
+    pub super_options: Vec<String>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -357,6 +357,10 @@ impl Guest for QemuGuest {
         format!("qemu:{}", self.config.kernel.name)
     }
 
+    fn is_machine_boundary(&self) -> bool {
+        true
+    }
+
     fn start_session(&self) -> Result<AgentSession, GuestError> {
         let poisoned = || GuestError::Agent {
             message: "the guest's state lock is poisoned".into(),

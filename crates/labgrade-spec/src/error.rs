@@ -48,7 +48,9 @@ pub struct InvalidLab {
 }
 
 impl InvalidLab {
-    pub(crate) fn error(
+    /// The error for a mistake at byte range `span` of `text` (file `file`): line and column
+    /// are computed, the snippet is kept for miette. Other formats built on lab files use it.
+    pub fn error(
         file: &str,
         text: &str,
         span: Range<usize>,

@@ -17,7 +17,9 @@ pub use disk::{DEFAULT_DISK_MIB, Disk, DiskFormat, Filesystem, MAX_DISK_MIB};
 pub use error::{InvalidLab, SpecError};
 pub use lab::{Check, ExitExpectation, Fact, Lab, LessonRef, OutputCheck, Step};
 use labgrade_proto::Capability;
-pub use load::{DEFAULT_STEP_TIMEOUT, lab_id, load_dir, load_lab, parse_lab};
+pub use load::{
+    DEFAULT_STEP_TIMEOUT, RawCheck, lab_id, load_dir, load_lab, parse_check, parse_lab,
+};
 
 #[cfg(test)]
 mod tests;

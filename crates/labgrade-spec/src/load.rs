@@ -77,9 +77,11 @@ struct RawStep {
     timeout_secs: Option<u64>,
 }
 
-#[derive(Deserialize)]
+/// One check as written in a file (a lab step's `expect` entry), before validation. Other file
+/// formats that reuse lab checks (assignments) deserialize it and validate with [`parse_check`].
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCheck {
+pub struct RawCheck {
     path: Spanned<String>,
     exists: Option<bool>,
     absent: Option<bool>,
@@ -467,6 +469,36 @@ fn facts(
         ));
     }
     Ok(out)
+}
+
+/// Validates one check written outside a lab (no steps, so no `unchanged_since`), with errors at
+/// its place in `text` (the whole file `file`, which `check` was deserialized from).
+pub fn parse_check(
+    file: &str,
+    text: &str,
+    check: &Spanned<RawCheck>,
+) -> Result<Vec<Check>, SpecError> {
+    let err = |span: std::ops::Range<usize>, msg: String, help: Option<String>| {
+        InvalidLab::error(file, text, span, msg, help)
+    };
+    let raw = check.get_ref();
+    let line = crate::error::line_col(text, check.span().start).0;
+    let facts = facts(raw, 1, &HashMap::new(), &err)?;
+    validate_rel_path(raw.path.get_ref()).map_err(|why| {
+        err(
+            raw.path.span(),
+            why,
+            Some("check paths are relative to $LAB, e.g. \"upper/etc/app.conf\"".into()),
+        )
+    })?;
+    Ok(facts
+        .into_iter()
+        .map(|fact| Check {
+            path: raw.path.get_ref().clone(),
+            fact,
+            line,
+        })
+        .collect())
 }
 
 fn validate_rel_path(p: &str) -> Result<(), String> {

@@ -34,6 +34,8 @@ enum Command {
     Exec(cmd::exec::ExecArgs),
     /// Print the normalised listing of a directory, as lab snapshots record it.
     Snapshot(cmd::snapshot::SnapshotArgs),
+    /// Grade student submissions of an assignment, each task in its own sandbox.
+    Grade(cmd::grade::GradeArgs),
     /// The in-guest agent (started by labgrade itself; speaks JSON lines on stdin/stdout).
     #[command(name = "__agent", hide = true)]
     Agent,
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Matrix(args) => cmd::matrix::run(&args),
         Command::Kernel(args) => cmd::kernel::run(&args),
         Command::Drift(args) => cmd::drift::run(&args),
+        Command::Grade(args) => cmd::grade::run(&args),
         Command::Agent => Err(exit::CliError::Usage(
             "__agent is started by labgrade itself".into(),
         )),

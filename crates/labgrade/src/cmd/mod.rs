@@ -2,6 +2,7 @@
 
 pub mod drift;
 pub mod exec;
+pub mod grade;
 pub mod kernel;
 pub mod list;
 pub mod matrix;

@@ -1,0 +1,1 @@
+echo 'modified by container' > "$LAB/merged/etc/app.conf"

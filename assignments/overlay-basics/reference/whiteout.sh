@@ -1,0 +1,1 @@
+rm "$LAB/merged/var-log.txt"
