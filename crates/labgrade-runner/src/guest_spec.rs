@@ -160,9 +160,13 @@ impl GuestSpec {
                 offline: options.offline,
             },
         )?;
+        // The guest sees the host's root over 9p: a path through an absolute symlink would
+        // resolve inside the guest, so the agent is named by its real path.
+        let agent_exe =
+            std::fs::canonicalize(agent_exe).unwrap_or_else(|_| agent_exe.to_path_buf());
         let mut config = QemuConfig::new(
             BootKernel::from(fetched),
-            agent_exe.to_path_buf(),
+            agent_exe,
             writable_cache_dir("initramfs")?,
         );
         config.accel = options.accel;
