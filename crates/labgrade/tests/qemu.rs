@@ -125,3 +125,34 @@ fn each_session_gets_its_scratch_disk_as_new_even_on_a_reused_slot() {
         let _ = session.shutdown();
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn an_agent_behind_an_absolute_symlink_still_starts_in_the_guest() {
+    // The guest sees the host root over 9p: an absolute symlink resolves inside the guest, so
+    // the guest must be given the agent's real path (a symlinked target dir made it "not
+    // executable inside the guest").
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let link = dir.path().join("labgrade");
+    std::os::unix::fs::symlink(common::exe(), &link).unwrap_or_else(|e| panic!("{e}"));
+    let spec: labgrade_runner::GuestSpec =
+        "qemu:debian:6.1".parse().unwrap_or_else(|e| panic!("{e}"));
+    let options = labgrade_runner::GuestOptions {
+        sessions: 1,
+        offline: true,
+        ..labgrade_runner::GuestOptions::default()
+    };
+    let mut config = spec
+        .qemu_config(&link, &options)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("a qemu spec makes a VM config"));
+    config.boot_timeout = std::time::Duration::from_secs(60);
+    let guest = labgrade_qemu::QemuGuest::new(config);
+    assert_eq!(
+        uname(&guest).unwrap_or_else(|e| panic!("{e}")),
+        common::cached_release("debian:6.1")
+    );
+}
