@@ -16,9 +16,19 @@ use sha2::{Digest, Sha256};
 
 use crate::{SnapError, hex, io_err};
 
-/// How close to the clock a file's times may be for its digest to be kept: well above one tick
-/// of a coarse clock (HZ=100 is 10 ms), so no rewrite can hide inside it.
-pub const RACY_WINDOW: Duration = Duration::from_millis(100);
+/// How close to the clock a file's times may be for its digest to be kept: more than twice the
+/// longest tick of a coarse clock (HZ=100 is 10 ms), so no rewrite can hide inside it.
+pub const RACY_WINDOW: Duration = Duration::from_millis(25);
+
+/// Files at least this big are worth waiting out [`RACY_WINDOW`] for: hashing one twice (a
+/// 50 MiB layer) costs more than the wait; smaller ones are hashed again instead.
+const WAIT_FOR_AT_LEAST: u64 = 1 << 20;
+
+fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
 
 /// Digests already computed, keyed by what changes whenever content can have changed.
 #[derive(Debug, Default)]
@@ -68,15 +78,26 @@ impl FileVersion {
 impl DigestCache {
     /// The hex SHA-256 of `path`, whose metadata is `meta`.
     pub(crate) fn digest(&mut self, path: &Path, meta: &fs::Metadata) -> Result<String, SnapError> {
-        let version = FileVersion::of(meta);
+        let mut version = FileVersion::of(meta);
         if let Some(d) = self.known.get(&version) {
             return Ok(d.clone());
         }
         // The clock is read before the content: a write after this moment that keeps the
         // version must have times within the window, and then nothing is kept.
-        let hashed_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let mut hashed_at = now();
+        if version.size >= WAIT_FOR_AT_LEAST && !version.settled_at(hashed_at) {
+            // A big file written a moment ago: wait until no write can keep its version, so
+            // this digest is the one kept (instead of hashing it again at the next look).
+            let latest = version.mtime.max(version.ctime);
+            std::thread::sleep(
+                (latest + RACY_WINDOW + Duration::from_millis(1)).saturating_sub(hashed_at),
+            );
+            version = FileVersion::of(&fs::symlink_metadata(path).map_err(io_err(path))?);
+            if let Some(d) = self.known.get(&version) {
+                return Ok(d.clone());
+            }
+            hashed_at = now();
+        }
         let d = sha256_file(path)?;
         self.remember(version, hashed_at, &d);
         Ok(d)

@@ -47,7 +47,7 @@ pub fn save(guest: &str, report: &RunReport) {
         .map_err(|e| e.to_string())
         .and_then(|()| serde_json::to_string(&known).map_err(|e| e.to_string()))
         .and_then(|text| {
-            crate::cmd::run::write_atomically(&file, &text).map_err(|e| e.to_string())
+            labgrade_fs::write_atomically(&file, text.as_bytes()).map_err(|e| e.to_string())
         });
     if let Err(e) = written {
         tracing::debug!(file = %file.display(), "lab timings not saved: {e}");
