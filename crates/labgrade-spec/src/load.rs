@@ -403,17 +403,9 @@ fn facts(
         (None, None) => {}
     }
     if let Some(kind) = &c.kind {
-        let k = [
-            EntryKind::File,
-            EntryKind::Dir,
-            EntryKind::Symlink,
-            EntryKind::Char,
-            EntryKind::Block,
-            EntryKind::Fifo,
-            EntryKind::Socket,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == kind.get_ref())
+        let k = EntryKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind.get_ref())
         .ok_or_else(|| {
             err(
                 kind.span(),
