@@ -332,17 +332,6 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
     wait_for("qemu to die with labgrade", Duration::from_secs(10), || {
         (!Path::new(&format!("/proc/{qemu}")).exists()).then_some(())
     });
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "temp files left behind: {left:?}");
-    let cache = labgrade_kernel::KernelCache::default_location();
-    let partial: Vec<_> = ["initramfs", "disks"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(cache.beside(d)).into_iter().flatten())
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
-        .collect();
-    assert!(partial.is_empty(), "half-written cache files: {partial:?}");
+    common::assert_empty_dir(&tmp, "temp files left behind");
+    common::assert_no_half_written_cache_files();
 }

@@ -443,23 +443,9 @@ fn sigkill_mid_suite_matrix_leaves_no_qemu_no_overlay_upper_and_no_temp_dir() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let left: Vec<_> = std::fs::read_dir(&tmp)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "temp files left behind: {left:?}");
-    let shared_left: Vec<_> = std::fs::read_dir(&shared)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(shared_left.is_empty(), "{shared_left:?}");
-    let cache = labgrade_kernel::KernelCache::default_location();
-    let partial: Vec<_> = ["initramfs", "disks"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(cache.beside(d)).into_iter().flatten())
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
-        .collect();
-    assert!(partial.is_empty(), "half-written cache files: {partial:?}");
+    common::assert_empty_dir(&tmp, "temp files left behind");
+    common::assert_empty_dir(&shared, "files left in the shared directory");
+    common::assert_no_half_written_cache_files();
 }
 
 #[test]

@@ -164,3 +164,25 @@ pub fn assert_matches_schema(file: &str, report: &serde_json::Value) {
         errors.join("\n")
     );
 }
+
+/// Fails, listing them, if `dir` holds anything (a missing dir is empty).
+pub fn assert_empty_dir(dir: &Path, what: &str) {
+    let left: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{what}: {left:?}");
+}
+
+/// Fails if a cache labgrade writes into (initramfs, disk images) holds a half-written entry:
+/// what a killed labgrade left must be a scratch name that the next run sweeps, never an entry.
+pub fn assert_no_half_written_cache_files() {
+    let partial: Vec<PathBuf> = ["initramfs", "disks"]
+        .iter()
+        .filter_map(|d| labgrade_runner::writable_cache_dir(d).ok())
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(partial.is_empty(), "half-written cache files: {partial:?}");
+}
