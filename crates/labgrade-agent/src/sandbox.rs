@@ -5,8 +5,8 @@
 //! - the *keeper* joins the sandbox's cgroup, becomes an unprivileged uid unique to this
 //!   sandbox (the agent's pid above [`SANDBOX_UID_BASE`]), maps it to root in a new user
 //!   namespace, and unshares mount, pid, net, ipc, uts and cgroup namespaces. It never runs
-//!   student code, is not dumpable (the student cannot ptrace it) and stands outside the pid
-//!   namespace, so it outlives the task and keeps its mount namespace for the checks: the agent
+//!   student code and stands outside the pid namespace (the student cannot name it, let alone
+//!   ptrace it), so it outlives the task and keeps its mount namespace for the checks: the agent
 //!   reads the state left behind through `/proc/KEEPER/root` and `/proc/KEEPER/mountinfo`.
 //! - the *init* (pid 1 inside) mounts a private proc, a sized tmpfs on `/tmp` (which holds
 //!   `$LAB`) and on the other world-writable dirs, runs the assignment's setup, then the
@@ -443,8 +443,13 @@ fn make_namespaces(procs: &[CString], identity: Identity) -> Result<(), String> 
         w("/proc/self/uid_map", format!("0 {outer} 1"))?;
         w("/proc/self/gid_map", format!("0 {outer} 1"))?;
     }
-    // Not dumpable: nothing in the sandbox may ptrace the keeper (it outlives the task).
-    nix::sys::prctl::set_dumpable(false).map_err(errno("PR_SET_DUMPABLE"))?;
+    // Not dumpable: nothing in the sandbox may ptrace the keeper (it outlives the task). Nested
+    // is the exception: the agent is then not root where the keeper's memory was made (the
+    // initial user namespace) and could not read `/proc/KEEPER/root` of a non-dumpable keeper.
+    // The student cannot reach it either way: the keeper stands outside the sandbox's pid
+    // namespace, and the init (inside it) makes itself non-dumpable first thing.
+    nix::sys::prctl::set_dumpable(matches!(identity, Identity::Nested))
+        .map_err(errno("PR_SET_DUMPABLE"))?;
     unshare(
         CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWPID
@@ -521,6 +526,12 @@ fn sandbox_env(cmd: &mut Command) -> &mut Command {
 /// Pid 1 of the sandbox. Returns its exit code (it is also ended by SIGALRM when time is up).
 fn init_main(req: &SandboxRequest) -> i32 {
     let started = Instant::now();
+    // The student shares this pid namespace and uid: a dumpable init could be ptraced and its
+    // wall-clock timer stopped.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        status(&format!("F PR_SET_DUMPABLE in the init: {e}"));
+        return 1;
+    }
     if let Err(e) = init_mounts(req) {
         status(&format!("S 1 {}", serde_json::Value::from(e)));
         return 1;

@@ -268,6 +268,64 @@ fn a_hostile_submission_earns_its_real_work_ends_in_time_and_leaves_the_host_alo
     }
 }
 
+/// The uid an unprivileged grader runs as (a GitHub runner's or a TA's account, here `nobody`).
+const UNPRIVILEGED: &str = "65534";
+
+#[rstest]
+#[case::reference("reference", 100)]
+#[case::empty("empty", 0)]
+#[case::fake_scores_and_forged_results("fake-score", 25)]
+#[case::writes_to_etc_and_root("writes-host", 100)]
+#[case::nsenter_chroot_and_bind_escapes("escapes", 75)]
+#[file_serial(grade_host)]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root to become an unprivileged user (setpriv --reuid 65534)"
+)]
+fn an_unprivileged_grader_scores_as_root_does_in_a_nested_user_namespace(
+    #[case] name: &str,
+    #[case] want: u32,
+) {
+    let submission = match name {
+        "reference" | "empty" => assignment_dir().join(name),
+        _ => fixture(name),
+    };
+    let before = host_state();
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            UNPRIVILEGED,
+            "--regid",
+            UNPRIVILEGED,
+            "--clear-groups",
+        ])
+        .arg(common::exe())
+        .args(["grade", "--format", "json", "--assignment"])
+        .arg(assignment_dir())
+        .arg("--submission")
+        .arg(&submission)
+        .output()
+        .unwrap_or_else(|e| panic!("setpriv: {e}"));
+    let after = host_state();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not a report ({e}); stderr:\n{stderr}"));
+    assert_eq!(report["status"], "graded", "{report:#}");
+    assert_eq!(report["score"], want, "{report:#}");
+    assert_eq!(before, after, "the host changed");
+    for t in report["tasks"].as_array().into_iter().flatten() {
+        let Some(isolation) = t["run"]["isolation"].as_array() else {
+            continue;
+        };
+        assert!(
+            isolation.iter().any(|i| i
+                .as_str()
+                .is_some_and(|i| i.contains("nested in labgrade's own"))),
+            "{isolation:?}"
+        );
+    }
+}
+
 #[test]
 #[file_serial(grade_host)]
 #[cfg_attr(
