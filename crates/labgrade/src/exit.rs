@@ -36,6 +36,9 @@ pub enum CliError {
     /// A drift baseline that cannot be read or does not validate (names file:line:col).
     #[error(transparent)]
     Baseline(#[from] labgrade_lesson::BaselineError),
+    /// A Gradescope package could not be made (a bad assignment or binary, or the write failed).
+    #[error(transparent)]
+    Package(labgrade_gradescope::PackageError),
     /// Writing the output failed.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -58,7 +61,21 @@ impl CliError {
             CliError::Launch(_) => INFRASTRUCTURE,
             CliError::Baseline(labgrade_lesson::BaselineError::Write { .. }) => INFRASTRUCTURE,
             CliError::Baseline(_) => USAGE,
+            CliError::Package(e) if e.is_usage() => USAGE,
+            CliError::Package(_) => INFRASTRUCTURE,
             CliError::Guest(_) | CliError::Output { .. } => INFRASTRUCTURE,
+        }
+    }
+}
+
+impl From<labgrade_gradescope::PackageError> for CliError {
+    fn from(e: labgrade_gradescope::PackageError) -> CliError {
+        // An assignment file that does not validate keeps its source snippet when printed.
+        match e {
+            labgrade_gradescope::PackageError::Assignment(
+                labgrade_grade::AssignmentError::Invalid(spec),
+            ) => CliError::Spec(spec),
+            other => CliError::Package(other),
         }
     }
 }

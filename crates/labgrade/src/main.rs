@@ -36,6 +36,8 @@ enum Command {
     Snapshot(cmd::snapshot::SnapshotArgs),
     /// Grade student submissions of an assignment, each task in its own sandbox.
     Grade(cmd::grade::GradeArgs),
+    /// Build the autograder zip Gradescope runs (setup.sh, run_autograder, labgrade, the assignment).
+    GradescopePackage(cmd::gradescope_package::GradescopePackageArgs),
     /// The in-guest agent (started by labgrade itself; speaks JSON lines on stdin/stdout).
     #[command(name = "__agent", hide = true)]
     Agent,
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Kernel(args) => cmd::kernel::run(&args),
         Command::Drift(args) => cmd::drift::run(&args),
         Command::Grade(args) => cmd::grade::run(&args),
+        Command::GradescopePackage(args) => cmd::gradescope_package::run(&args),
         Command::Agent => Err(exit::CliError::Usage(
             "__agent is started by labgrade itself".into(),
         )),

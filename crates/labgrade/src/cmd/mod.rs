@@ -3,6 +3,7 @@
 pub mod drift;
 pub mod exec;
 pub mod grade;
+pub mod gradescope_package;
 pub mod kernel;
 pub mod list;
 pub mod matrix;
