@@ -62,7 +62,7 @@ impl Task {
 }
 
 /// Who sees a check's result (Gradescope's visibility levels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {
     /// The student sees it at once (the default).

@@ -21,4 +21,5 @@ pub use assignment::{
 pub use grade::{MAX_ENTRY_BYTES, grade_submission};
 pub use report::{
     GradeReport, GradeStatus, GradedCheck, SCHEMA_VERSION, TaskReport, TaskRun, TaskStatus,
+    grade_report_schema,
 };

@@ -11,7 +11,7 @@ use crate::assignment::Visibility;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One submission, graded (or not, for a reason that is never the student's).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GradeReport {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -38,7 +38,7 @@ pub struct GradeReport {
 }
 
 /// Whether a submission got a score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GradeStatus {
     /// Every task ran (or had no entry file) and was judged.
@@ -58,7 +58,7 @@ impl GradeStatus {
 }
 
 /// One task of a submission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskReport {
     /// Task id.
     pub id: String,
@@ -83,7 +83,7 @@ pub struct TaskReport {
 }
 
 /// How a task ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     /// It ran and its checks were judged from the state it left.
@@ -95,7 +95,7 @@ pub enum TaskStatus {
 }
 
 /// How the student's code ran: facts about the process, never read for the score.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskRun {
     /// Exit code of `sh ENTRY`, if it exited.
     pub exit_code: Option<i32>,
@@ -126,7 +126,7 @@ pub struct TaskRun {
 }
 
 /// One check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GradedCheck {
     /// What it checks.
     pub name: String,
@@ -142,6 +142,11 @@ pub struct GradedCheck {
     pub feedback: Option<String>,
     /// Each fact's verdict, expected against found.
     pub evidence: Vec<CheckReport>,
+}
+
+/// The JSON Schema of `labgrade grade --format json` and a batch's `results.json`.
+pub fn grade_report_schema() -> serde_json::Value {
+    serde_json::Value::from(schemars::schema_for!(GradeReport))
 }
 
 impl GradeReport {

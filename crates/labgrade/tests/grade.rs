@@ -310,6 +310,7 @@ fn an_unprivileged_grader_scores_as_root_does_in_a_nested_user_namespace(
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not a report ({e}); stderr:\n{stderr}"));
+    common::assert_matches_schema("grade-report.schema.json", &report);
     assert_eq!(report["status"], "graded", "{report:#}");
     assert_eq!(report["score"], want, "{report:#}");
     assert_eq!(before, after, "the host changed");
@@ -453,6 +454,10 @@ fn a_batch_writes_results_atomically_resumes_and_marks_grader_errors() {
     assert_eq!(results["score"], 100);
     // A rerun keeps what is graded: the kept report is not rewritten.
     let kept = out.path().join("reference/report.json");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&kept).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+    common::assert_matches_schema("grade-report.schema.json", &report);
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let first = mtime(&kept);
     assert_eq!(grade_cli(&[]), Some(1));

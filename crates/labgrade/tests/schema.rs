@@ -1,12 +1,12 @@
 //! The committed JSON Schemas are the ones the types generate. To accept a deliberate change to
-//! the contract: `LABGRADE_UPDATE_SCHEMA=1 cargo nextest run -p labgrade-report`, then review the
+//! the contract: `LABGRADE_UPDATE_SCHEMA=1 cargo nextest run -p labgrade --test schema`, then review the
 //! diff (and bump `SCHEMA_VERSION` if a field was renamed, removed or changed meaning).
 
 use std::path::Path;
 
 fn check(file: &str, schema: serde_json::Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schema")
+        .join("../labgrade-report/schema")
         .join(file);
     let generated = serde_json::to_string_pretty(&schema).unwrap_or_else(|e| panic!("{e}")) + "\n";
     if std::env::var_os("LABGRADE_UPDATE_SCHEMA").is_some() {
@@ -35,5 +35,13 @@ fn the_committed_matrix_report_schema_is_generated_from_the_types() {
     check(
         "matrix-report.schema.json",
         labgrade_report::matrix_report_schema(),
+    );
+}
+
+#[test]
+fn the_committed_grade_report_schema_is_generated_from_the_types() {
+    check(
+        "grade-report.schema.json",
+        labgrade_grade::grade_report_schema(),
     );
 }
