@@ -5,8 +5,9 @@
 //!
 //! cfgs: `labgrade_root` (the tests run as root), `labgrade_qemu` (qemu-system-x86_64 is
 //! installed and the four kernels of the matrix are in the kernel cache), `labgrade_xfsprogs`
-//! (mkfs.xfs is installed). It also writes `lab_tests.rs`: one test per lab file that is not
-//! pending, on the host and (with rstest) on each kernel, each ignored where it cannot run.
+//! (mkfs.xfs is installed), `labgrade_actionlint` (actionlint is on PATH). It also writes
+//! `lab_tests.rs`: one test per lab file that is not pending, on the host and (with rstest) on
+//! each kernel, each ignored where it cannot run.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(labgrade_root)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_qemu)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_xfsprogs)");
+    println!("cargo::rustc-check-cfg=cfg(labgrade_actionlint)");
     for var in ["LABGRADE_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "PATH"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
@@ -148,6 +150,9 @@ fn main() {
     }
     if on_path("mkfs.xfs") {
         println!("cargo::rustc-cfg=labgrade_xfsprogs");
+    }
+    if on_path("actionlint") {
+        println!("cargo::rustc-cfg=labgrade_actionlint");
     }
 
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
