@@ -189,16 +189,19 @@ pub fn run(args: &SuiteArgs, m: &MatrixSettings<'_>) -> Result<ExitCode, CliErro
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
+    let ids: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    let order =
+        crate::history::longest_first(&ids, &crate::history::load(crate::history::SUITE_GUESTS));
     let next = AtomicUsize::new(0);
     let runs: Mutex<Vec<Option<SuiteRun>>> = Mutex::new(vec![None; names.len()]);
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(names.len()) {
             scope.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((name, _)) = names.get(i) else {
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
+                    let name = &names[i].0;
                     let resolved = guests[i].lock().ok().and_then(|mut g| g.take());
                     bar.set_message(format!("{name}: booting"));
                     let run = match resolved {
@@ -243,6 +246,14 @@ pub fn run(args: &SuiteArgs, m: &MatrixSettings<'_>) -> Result<ExitCode, CliErro
             .collect(),
         duration_ms: millis(started.elapsed()),
     };
+    crate::history::record(
+        crate::history::SUITE_GUESTS,
+        report
+            .runs
+            .iter()
+            .filter(|r| r.status != SuiteStatus::Error)
+            .map(|r| (r.guest.clone(), r.duration_ms)),
+    );
     let fail = |e: String| CliError::Output {
         path: "stdout".into(),
         source: std::io::Error::other(e),
