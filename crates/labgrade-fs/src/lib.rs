@@ -2,6 +2,10 @@
 //! renamed into it, so no reader ever sees half of one. The scratch names carry the writer's pid,
 //! so what a killed labgrade left can be told from what a live one is writing, and swept.
 
+mod cache_dirs;
+
+pub use cache_dirs::{CacheDir, CacheDirs};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use labgrade_fs::{CacheDir, CacheDirs};
 use labgrade_guest::{Guest, HostGuest};
 use labgrade_kernel::{FetchOptions, KernelCache, KernelError, KernelSource};
 use labgrade_qemu::{Accel, BootKernel, QemuConfig, QemuGuest};
@@ -128,18 +129,18 @@ pub struct ResolvedGuest {
 
 /// A directory of the cache this user can write, for what labgrade derives (disk images,
 /// initramfs images).
-pub fn writable_cache_dir(name: &str) -> Result<PathBuf, LaunchError> {
-    KernelCache::default_location()
-        .writable_beside(name)
+pub fn writable_cache_dir(what: CacheDir) -> Result<PathBuf, LaunchError> {
+    CacheDirs::default_location()
+        .writable(what)
         .map_err(|source| LaunchError::Cache {
-            what: name.to_owned(),
+            what: what.name().to_owned(),
             source,
         })
 }
 
 /// Where disk images for scratch disks and filesystem probes are kept.
 pub fn image_cache() -> Result<labgrade_disk::ImageCache, LaunchError> {
-    writable_cache_dir("disks").map(labgrade_disk::ImageCache::new)
+    writable_cache_dir(CacheDir::Disks).map(labgrade_disk::ImageCache::new)
 }
 
 impl GuestSpec {
@@ -167,7 +168,7 @@ impl GuestSpec {
         let mut config = QemuConfig::new(
             BootKernel::from(fetched),
             agent_exe,
-            writable_cache_dir("initramfs")?,
+            writable_cache_dir(CacheDir::Initramfs)?,
         );
         config.accel = options.accel;
         config.sessions = options.sessions.max(1);

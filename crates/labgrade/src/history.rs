@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use labgrade_report::{LabStatus, RunReport};
 
 fn path(guest: &str) -> PathBuf {
-    let timings = labgrade_kernel::KernelCache::default_location().beside("timings");
+    let timings = labgrade_fs::CacheDirs::default_location().dir(labgrade_fs::CacheDir::Timings);
     let name: String = guest
         .chars()
         .map(|c| {

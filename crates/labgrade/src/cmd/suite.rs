@@ -197,10 +197,7 @@ pub fn run(args: &SuiteArgs, m: &MatrixSettings<'_>) -> Result<ExitCode, CliErro
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(names.len()) {
             scope.spawn(|| {
-                loop {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let name = &names[i].0;
                     let resolved = guests[i].lock().ok().and_then(|mut g| g.take());
                     bar.set_message(format!("{name}: booting"));

@@ -176,8 +176,9 @@ pub fn assert_empty_dir(dir: &Path, what: &str) {
 /// Fails if a cache labgrade writes into (initramfs, disk images) holds a half-written entry:
 /// what a killed labgrade left must be a scratch name that the next run sweeps, never an entry.
 pub fn assert_no_half_written_cache_files() {
-    let partial: Vec<PathBuf> = ["initramfs", "disks"]
-        .iter()
+    use labgrade_fs::CacheDir;
+    let partial: Vec<PathBuf> = [CacheDir::Initramfs, CacheDir::Disks]
+        .into_iter()
         .filter_map(|d| labgrade_runner::writable_cache_dir(d).ok())
         .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
         .flatten()
