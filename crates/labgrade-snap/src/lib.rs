@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 mod digest;
 
-pub use digest::DigestCache;
+pub use digest::{DigestCache, RewriteProbe, probe_same_tick_rewrites};
 
 /// Why a tree or a path could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,16 @@ enum Command {
     /// The in-guest agent (started by labgrade itself; speaks JSON lines on stdin/stdout).
     #[command(name = "__agent", hide = true)]
     Agent,
+    /// Rewrites a file in DIR ROUNDS times, same size, digesting each version through the
+    /// agent's digest cache, and says how many rewrites kept the file's version and how many
+    /// digests were stale (run inside a guest to show the cache is safe on its kernel).
+    #[command(name = "__probe-digest-cache", hide = true)]
+    ProbeDigestCache {
+        /// A writable directory.
+        dir: std::path::PathBuf,
+        /// Pairs of rewrites.
+        rounds: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +82,22 @@ fn main() -> ExitCode {
         Command::Drift(args) => cmd::drift::run(&args),
         Command::Grade(args) => cmd::grade::run(&args),
         Command::GradescopePackage(args) => cmd::gradescope_package::run(&args),
+        Command::ProbeDigestCache { dir, rounds } => {
+            match labgrade_snap::probe_same_tick_rewrites(&dir, rounds) {
+                Ok(p) => {
+                    println!(
+                        "rounds={} same_version={} stale={}",
+                        p.rounds, p.same_version, p.stale
+                    );
+                    Ok(ExitCode::from(if p.stale == 0 {
+                        exit::PASSED
+                    } else {
+                        exit::FAILED
+                    }))
+                }
+                Err(e) => Err(exit::CliError::Usage(e.to_string())),
+            }
+        }
         Command::Agent => Err(exit::CliError::Usage(
             "__agent is started by labgrade itself".into(),
         )),

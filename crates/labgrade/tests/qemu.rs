@@ -156,3 +156,36 @@ fn an_agent_behind_an_absolute_symlink_still_starts_in_the_guest() {
         common::cached_release("debian:6.1")
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn same_size_rewrites_within_a_tick_never_get_a_stale_digest_on_6_1() {
+    // 6.1 keeps coarse timestamps (one tick): a rewrite right after a write keeps the file's
+    // (size, mtime, ctime), and only the racily-clean rule keeps the digest cache honest.
+    use labgrade_guest::Guest;
+    let guest = common::qemu_guest("debian:6.1", 1).unwrap_or_else(|e| panic!("{e}"));
+    let mut session = guest.start_session().unwrap_or_else(|e| panic!("{e}"));
+    let script = format!(
+        "'{}' __probe-digest-cache /tmp 2000",
+        common::exe().display()
+    );
+    let out = step(&mut session, &script);
+    let _ = session.shutdown();
+    let field = |name: &str| -> u32 {
+        out.split_whitespace()
+            .find_map(|w| {
+                w.strip_prefix(&format!("{name}="))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no {name} in {out:?}"))
+    };
+    assert_eq!(field("rounds"), 2000, "{out}");
+    assert_eq!(field("stale"), 0, "{out}");
+    assert!(
+        field("same_version") > 0,
+        "no rewrite kept its version: the probe did not meet a coarse clock ({out})"
+    );
+}
