@@ -54,7 +54,7 @@ impl FromStr for VagrantName {
             && dir.join("Vagrantfile").is_file()
         {
             labgrade_vagrant::BoxSource::Vagrantfile(std::fs::canonicalize(&dir).unwrap_or(dir))
-        } else if name.contains('/') && !name.starts_with('/') {
+        } else if is_box_name(name) {
             labgrade_vagrant::BoxSource::Box(name.to_owned())
         } else {
             return Err(LaunchError::Unknown(format!("vagrant:{name}")));
@@ -64,6 +64,19 @@ impl FromStr for VagrantName {
             source,
         })
     }
+}
+
+/// A Vagrant Cloud style box name, `owner/name`: never a path.
+fn is_box_name(name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    name.split_once('/')
+        .is_some_and(|(owner, boxname)| part(owner) && part(boxname))
 }
 
 // ---- end vagrant guests ----
