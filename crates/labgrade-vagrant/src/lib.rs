@@ -358,8 +358,21 @@ impl Machine {
         let digest = Sha256::digest(&bytes);
         let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         let remote = format!("{REMOTE_DIR}/labgrade-{hex}");
-        let file = std::fs::File::open(exe).map_err(|e| {
-            UpError::new(format!("cannot read the agent {}: {e}", exe.display()), "")
+        // A debug build is mostly debug info (130 MB against 10 MB): SSH into a TCG guest moves
+        // a few MB/s, so what is sent is a copy without it where objcopy is at hand.
+        let stripped = self.work_dir.join("agent");
+        let send = match Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(exe)
+            .arg(&stripped)
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => stripped.as_path(),
+            _ => exe,
+        };
+        let file = std::fs::File::open(send).map_err(|e| {
+            UpError::new(format!("cannot read the agent {}: {e}", send.display()), "")
         })?;
         let q = shell_quote(&remote);
         self.remote(
