@@ -340,20 +340,8 @@ impl Machine {
         let box_glibc = self
             .remote("getconf GNU_LIBC_VERSION", Stdio::null())
             .map_err(|e| UpError::new(e, ""))?;
-        if let (Some(needed), Some(have)) = (
-            highest_needed(&bytes),
-            GlibcVersion::from_getconf(&box_glibc),
-        ) && needed > have
-        {
-            return Err(UpError::new(
-                format!(
-                    "the agent {} needs glibc {needed} but the box has glibc {have}: build labgrade \
-                     against an older glibc (on a system with glibc {have} or older, or with \
-                     `cargo zigbuild --target x86_64-unknown-linux-gnu.{have}`)",
-                    exe.display()
-                ),
-                box_glibc,
-            ));
+        if let Some(refusal) = glibc_refusal(exe, &bytes, &box_glibc) {
+            return Err(UpError::new(refusal, box_glibc));
         }
         let digest = Sha256::digest(&bytes);
         let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -675,6 +663,21 @@ fn run_vagrant(dir: &Path, args: &[&str], timeout: Duration) -> Result<String, U
     }
 }
 
+/// Why the agent cannot run on a box whose `getconf GNU_LIBC_VERSION` said `box_glibc`: it needs
+/// a newer glibc symbol version than the box has. `None` when it can (or either is unknown).
+fn glibc_refusal(exe: &Path, elf: &[u8], box_glibc: &str) -> Option<String> {
+    let needed = highest_needed(elf)?;
+    let have = GlibcVersion::from_getconf(box_glibc)?;
+    (needed > have).then(|| {
+        format!(
+            "the agent {} needs glibc {needed} but the box has glibc {have}: build labgrade \
+             against an older glibc (on a system with glibc {have} or older, or with \
+             `cargo zigbuild --target x86_64-unknown-linux-gnu.{have}`)",
+            exe.display()
+        )
+    })
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -708,6 +711,29 @@ mod tests {
         assert_eq!(host_paths(&roundtrip), vec![PathBuf::from("/c/d.img")]);
         assert!(host_paths(br#"{"op":"shutdown"}"#).is_empty());
         assert!(host_paths(b"not json").is_empty());
+    }
+
+    #[test]
+    fn an_agent_needing_a_newer_glibc_than_the_box_is_refused_with_the_fix()
+    -> Result<(), std::io::Error> {
+        let exe = std::env::current_exe()?;
+        let elf = std::fs::read(&exe)?;
+        let Some(needed) = highest_needed(&elf) else {
+            panic!("this test binary needs no GLIBC_ version");
+        };
+        assert_eq!(glibc_refusal(&exe, &elf, &format!("glibc {needed}")), None);
+        assert_eq!(glibc_refusal(&exe, &elf, "glibc 9.0"), None);
+        let older = GlibcVersion(needed.0, needed.1.saturating_sub(1));
+        let refusal = glibc_refusal(&exe, &elf, &format!("glibc {older}")).unwrap_or_default();
+        assert!(
+            refusal.contains(&format!(
+                "needs glibc {needed} but the box has glibc {older}"
+            )) && refusal.contains("cargo zigbuild"),
+            "{refusal}"
+        );
+        assert_eq!(glibc_refusal(&exe, b"not elf", "glibc 2.1"), None);
+        assert_eq!(glibc_refusal(&exe, &elf, "musl libc"), None);
+        Ok(())
     }
 
     #[test]

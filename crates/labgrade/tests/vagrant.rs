@@ -166,7 +166,7 @@ fn vagrant_bookworm_runs_every_lab_and_is_destroyed() {
     not(labgrade_vagrant),
     ignore = "needs root, vagrant, vagrant-libvirt, libvirtd, debootstrap and qemu-img (scripts/test-all installs and starts them)"
 )]
-fn vagrant_sigkill_mid_run_leaves_no_domain_volume_or_dir() {
+fn vagrant_kill_9_mid_run_leaves_no_domain_volume_or_dir() {
     build_box();
     let mut child = Command::new(common::exe())
         .args(["run", "--guest", "vagrant:bookworm", "--labs"])
