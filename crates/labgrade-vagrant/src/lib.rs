@@ -282,6 +282,12 @@ impl Machine {
     fn start_master(&self, timeout: Duration) -> Result<Child, UpError> {
         let deadline = Instant::now() + timeout;
         let log = self.work_dir.join("ssh-master.log");
+        // A master killed before (a kept machine's last run) leaves its socket behind, and a new
+        // master would then refuse to listen: a socket nothing answers on is removed.
+        let socket = self.work_dir.join("ssh.sock");
+        if socket.exists() && !self.master_answers() {
+            let _ = std::fs::remove_file(&socket);
+        }
         loop {
             let log_file = std::fs::File::create(&log)
                 .map_err(|e| UpError::new(format!("cannot write {}: {e}", log.display()), ""))?;
@@ -304,13 +310,7 @@ impl Machine {
                 if let Ok(Some(_)) = master.try_wait() {
                     break;
                 }
-                let check = self
-                    .ssh()
-                    .args(["-O", "check"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                if check.is_ok_and(|s| s.success()) {
+                if self.master_answers() {
                     return Ok(master);
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -329,6 +329,16 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// Does a master connection answer on the socket?
+    fn master_answers(&self) -> bool {
+        self.ssh()
+            .args(["-O", "check"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Copies the agent into the box (once per binary: named by its digest), after checking the
@@ -477,6 +487,13 @@ impl Drop for Machine {
         if let Ok(mut master) = self.master.lock()
             && let Some(mut m) = master.take()
         {
+            // Asked to exit, the master removes its socket (a kill would leave it behind).
+            let _ = self
+                .ssh()
+                .args(["-O", "exit"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             let _ = m.kill();
             let _ = m.wait();
         }
