@@ -35,6 +35,9 @@ pub use glibc::{GlibcVersion, highest_needed};
 pub use ssh::{HOST_ALIAS, labgrade_ssh_config, shell_quote};
 pub use vagrantfile::{BoxSource, domain_name, vagrantfile};
 
+/// The libvirt network vagrant-libvirt makes (and removes with its last machine) for SSH.
+const MANAGEMENT_NETWORK: &str = "vagrant-libvirt";
+
 /// The box's directory the agent binary is copied to (root-owned, survives no reboot we need).
 const REMOTE_DIR: &str = "/var/tmp/labgrade";
 
@@ -228,11 +231,14 @@ impl Machine {
         }
         let reuse = config.keep && is_running(&work_dir);
         if !reuse {
+            // What the reaper needs to tell a box volume this up imports from one it found.
+            let _ = std::fs::write(work_dir.join("box-volumes.before"), box_volumes());
             let out = run_vagrant(
                 &work_dir,
                 &["up", "--provider", "libvirt"],
                 config.up_timeout,
             )?;
+            let _ = std::fs::write(work_dir.join("up.done"), "");
             tracing::info!(domain, elapsed = ?started.elapsed(), "vagrant up");
             drop(out);
         }
@@ -567,6 +573,12 @@ fn host_paths(line: &[u8]) -> Vec<PathBuf> {
 /// Starts the reaper: in a session of its own (a signal to labgrade's process group does not
 /// reach it), it waits for its stdin to close, then destroys the machine by every name it has.
 fn spawn_reaper(work_dir: &Path, domain: &str) -> Result<(ChildStdin, Child), UpError> {
+    let network_existed = Command::new("virsh")
+        .args(["-c", "qemu:///system", "net-info", MANAGEMENT_NETWORK])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_or(true, |s| s.success());
     const SCRIPT: &str = r#"
 cat >/dev/null
 # The `vagrant up` labgrade ran dies with it (SIGKILL on parent death): let it go first.
@@ -578,12 +590,34 @@ if virsh -c qemu:///system dominfo "$2" >/dev/null 2>&1; then
   virsh -c qemu:///system undefine "$2" --remove-all-storage >/dev/null 2>&1
 fi
 virsh -c qemu:///system vol-delete --pool default "$2.img" >/dev/null 2>&1
+# A box vagrant-libvirt was still importing into the pool when labgrade died is a truncated
+# volume every later `vagrant up` would boot from: a box volume this run's unfinished up made goes.
+if [ ! -e "$1/up.done" ]; then
+  for v in $(virsh -c qemu:///system vol-list default 2>/dev/null | awk '/_vagrant_box_image_/ { print $1 }'); do
+    grep -qxF "$v" "$1/box-volumes.before" 2>/dev/null \
+      || virsh -c qemu:///system vol-delete --pool default "$v" >/dev/null 2>&1
+  done
+fi
+# vagrant-libvirt's management network, if this machine's `vagrant up` made it and no domain
+# uses it now (vagrant destroy removes it too; this is for when Vagrant never got that far).
+if [ "$3" = made-network ]; then
+  used=
+  for d in $(virsh -c qemu:///system list --all --name); do
+    virsh -c qemu:///system domiflist "$d" 2>/dev/null | grep -q " $4 " && used=1
+  done
+  if [ -z "$used" ]; then
+    virsh -c qemu:///system net-destroy "$4" >/dev/null 2>&1
+    virsh -c qemu:///system net-undefine "$4" >/dev/null 2>&1
+  fi
+fi
 rm -rf "$1"
 "#;
     let mut cmd = Command::new("sh");
     cmd.args(["-c", SCRIPT, "labgrade-reaper"])
         .arg(work_dir)
         .arg(domain)
+        .arg(if network_existed { "" } else { "made-network" })
+        .arg(MANAGEMENT_NETWORK)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -602,6 +636,21 @@ rm -rf "$1"
         .take()
         .ok_or_else(|| UpError::new("the cleanup process has no stdin", ""))?;
     Ok((pipe, child))
+}
+
+/// The box volumes vagrant-libvirt has imported into libvirt's default pool, one a line.
+fn box_volumes() -> String {
+    let out = Command::new("virsh")
+        .args(["-c", "qemu:///system", "vol-list", "default"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| v.contains("_vagrant_box_image_"))
+        .map(|v| format!("{v}\n"))
+        .collect()
 }
 
 /// Is the kept machine in this directory running?

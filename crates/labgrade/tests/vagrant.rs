@@ -55,6 +55,19 @@ fn leftovers(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// vagrant-libvirt's management network, when it is defined but no domain uses it: a machine's
+/// `vagrant up` made it, and its cleanup should have removed it.
+fn stray_management_network() -> bool {
+    let defined = virsh(&["net-list", "--all", "--name"])
+        .lines()
+        .any(|n| n.trim() == "vagrant-libvirt");
+    let used = virsh(&["list", "--all", "--name"])
+        .lines()
+        .filter(|d| !d.trim().is_empty())
+        .any(|d| virsh(&["domiflist", d.trim()]).contains(" vagrant-libvirt "));
+    defined && !used
+}
+
 /// The working directories of that process's machines.
 fn work_dirs(pid: u32) -> Vec<PathBuf> {
     let root = labgrade_runner::writable_cache_dir("vagrant").unwrap_or_default();
@@ -153,6 +166,10 @@ fn vagrant_bookworm_runs_every_lab_and_is_destroyed() {
     }
     assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
     assert_eq!(leftovers(pid), Vec::<String>::new(), "left in libvirt");
+    assert!(
+        !stray_management_network(),
+        "the vagrant-libvirt network was left"
+    );
     assert_eq!(
         work_dirs(pid),
         Vec::<PathBuf>::new(),
@@ -198,13 +215,19 @@ fn vagrant_kill_9_mid_run_leaves_no_domain_volume_or_dir() {
     let _ = child.kill();
     let _ = child.wait();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while (!leftovers(pid).is_empty() || !work_dirs(pid).is_empty()) && Instant::now() < deadline {
+    while (!leftovers(pid).is_empty() || !work_dirs(pid).is_empty() || stray_management_network())
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(
         leftovers(pid),
         Vec::<String>::new(),
         "left in libvirt after SIGKILL"
+    );
+    assert!(
+        !stray_management_network(),
+        "the vagrant-libvirt network was left after SIGKILL"
     );
     assert_eq!(
         work_dirs(pid),
