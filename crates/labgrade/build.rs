@@ -5,7 +5,9 @@
 //!
 //! cfgs: `labgrade_root` (the tests run as root), `labgrade_qemu` (qemu-system-x86_64 is
 //! installed and the four kernels of the matrix are in the kernel cache), `labgrade_xfsprogs`
-//! (mkfs.xfs is installed), `labgrade_actionlint` (actionlint is on PATH). It also writes
+//! (mkfs.xfs is installed), `labgrade_vagrant` (root, with vagrant, virsh, debootstrap and
+//! qemu-img installed: the offline box can be built and brought up), `labgrade_actionlint` and
+//! `labgrade_nextest` (actionlint, cargo-nextest on PATH: tests/ci.rs). It also writes
 //! `lab_tests.rs`: one test per lab file that is not pending, on the host and (with rstest) on
 //! each kernel, each ignored where it cannot run.
 
@@ -125,7 +127,9 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(labgrade_root)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_qemu)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_xfsprogs)");
+    println!("cargo::rustc-check-cfg=cfg(labgrade_vagrant)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_actionlint)");
+    println!("cargo::rustc-check-cfg=cfg(labgrade_nextest)");
     for var in ["LABGRADE_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "PATH"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
@@ -151,9 +155,22 @@ fn main() {
     if on_path("mkfs.xfs") {
         println!("cargo::rustc-cfg=labgrade_xfsprogs");
     }
+    // ---- vagrant guests: tests/vagrant.rs (vagrant/build-box needs root and debootstrap) ----
+    if root
+        && ["vagrant", "virsh", "debootstrap", "qemu-img"]
+            .iter()
+            .all(|b| on_path(b))
+    {
+        println!("cargo::rustc-cfg=labgrade_vagrant");
+    }
+    // tests/ci.rs: the workflow linter and the partition proof.
     if on_path("actionlint") {
         println!("cargo::rustc-cfg=labgrade_actionlint");
     }
+    if on_path("cargo-nextest") {
+        println!("cargo::rustc-cfg=labgrade_nextest");
+    }
+    // ---- end vagrant guests ----
 
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let labs = manifest.join("../../labs");

@@ -17,6 +17,8 @@ pub enum CacheDir {
     Initramfs,
     /// How long labs and guests took last time, for ordering the next run.
     Timings,
+    /// Working directories of Vagrant machines labgrade brings up (their Vagrantfile, state).
+    Vagrant,
 }
 
 impl CacheDir {
@@ -27,6 +29,7 @@ impl CacheDir {
             CacheDir::Disks => "disks",
             CacheDir::Initramfs => "initramfs",
             CacheDir::Timings => "timings",
+            CacheDir::Vagrant => "vagrant",
         }
     }
 }
@@ -170,6 +173,7 @@ mod tests {
             CacheDir::Disks,
             CacheDir::Initramfs,
             CacheDir::Timings,
+            CacheDir::Vagrant,
         ];
         let dirs: std::collections::HashSet<PathBuf> = all.iter().map(|k| c.dir(*k)).collect();
         assert_eq!(dirs.len(), all.len());

@@ -1,5 +1,6 @@
 //! A guest from its name: `host`, or `qemu:KERNEL` with KERNEL any kernel source (`debian:6.1`,
-//! `local:VMLINUZ:MODULES`, `deb:PATH`). The CLI, the tests and every command that runs
+//! `local:VMLINUZ:MODULES`, `deb:PATH`), or `vagrant:NAME` (a directory under `vagrant/`, or a
+//! box name with a `/`). The CLI, the tests and every command that runs
 //! something on a guest build guests here, so a new backend (`vagrant:BOX`) is added once.
 
 use std::fmt;
@@ -18,15 +19,77 @@ pub enum GuestSpec {
     Host,
     /// A kernel booted under QEMU.
     Qemu(KernelSource),
+    /// A Vagrant machine (libvirt provider): `vagrant:NAME`.
+    Vagrant(VagrantName),
 }
+
+// ---- vagrant guests (labgrade-vagrant) ----
+
+/// A `vagrant:NAME` guest: how the user named it and what Vagrant brings up for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VagrantName {
+    /// `bookworm`, `ubuntu-22.04`, `rhel-9`, or a box name such as `generic/ubuntu2204`.
+    pub name: String,
+    /// Its Vagrantfile directory, or the box.
+    pub source: labgrade_vagrant::BoxSource,
+}
+
+/// Where the `vagrant/` directories are: `$LABGRADE_VAGRANT_DIR`, else the source tree's.
+pub fn vagrant_dir() -> PathBuf {
+    std::env::var_os("LABGRADE_VAGRANT_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vagrant"),
+            PathBuf::from,
+        )
+}
+
+impl FromStr for VagrantName {
+    type Err = LaunchError;
+
+    fn from_str(name: &str) -> Result<VagrantName, LaunchError> {
+        let dir = vagrant_dir().join(name);
+        let source = if !name.is_empty()
+            && !name.contains("..")
+            && !name.contains('/')
+            && dir.join("Vagrantfile").is_file()
+        {
+            labgrade_vagrant::BoxSource::Vagrantfile(std::fs::canonicalize(&dir).unwrap_or(dir))
+        } else if is_box_name(name) {
+            labgrade_vagrant::BoxSource::Box(name.to_owned())
+        } else {
+            return Err(LaunchError::Unknown(format!("vagrant:{name}")));
+        };
+        Ok(VagrantName {
+            name: name.to_owned(),
+            source,
+        })
+    }
+}
+
+/// A Vagrant Cloud style box name, `owner/name`: never a path.
+fn is_box_name(name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    name.split_once('/')
+        .is_some_and(|(owner, boxname)| part(owner) && part(boxname))
+}
+
+// ---- end vagrant guests ----
 
 /// Why a guest could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The name is not a guest labgrade knows: the user's mistake (exit 2).
     #[error(
-        "unknown guest `{0}`; guests are `host` and `qemu:KERNEL` (e.g. qemu:debian:6.1, \
-         qemu:local:VMLINUZ:MODULES_DIR)"
+        "unknown guest `{0}`; guests are `host`, `qemu:KERNEL` (e.g. qemu:debian:6.1, \
+         qemu:local:VMLINUZ:MODULES_DIR) and `vagrant:NAME` (NAME a directory under vagrant/, \
+         e.g. vagrant:bookworm, or a box name such as vagrant:generic/ubuntu2204)"
     )]
     Unknown(String),
     /// The kernel could not be had: a bad selector is the user's, the archive's trouble is not.
@@ -66,6 +129,9 @@ impl FromStr for GuestSpec {
         if name == "host" {
             return Ok(GuestSpec::Host);
         }
+        if let Some(vagrant) = name.strip_prefix("vagrant:") {
+            return Ok(GuestSpec::Vagrant(vagrant.parse()?));
+        }
         match name.strip_prefix("qemu:") {
             Some(kernel) => Ok(GuestSpec::Qemu(KernelSource::from_str(kernel)?)),
             None => Err(LaunchError::Unknown(name.to_owned())),
@@ -78,6 +144,7 @@ impl fmt::Display for GuestSpec {
         match self {
             GuestSpec::Host => f.write_str("host"),
             GuestSpec::Qemu(k) => write!(f, "qemu:{k}"),
+            GuestSpec::Vagrant(v) => write!(f, "vagrant:{}", v.name),
         }
     }
 }
@@ -97,6 +164,8 @@ pub struct GuestOptions {
     pub offline: bool,
     /// A writable overlay root and shared directories (qemu guests only).
     pub writable: labgrade_qemu::WritableRoot,
+    /// Vagrant guests: leave the machine up afterwards and reuse a kept one (`--keep`).
+    pub keep: bool,
 }
 
 impl GuestOptions {
@@ -114,6 +183,7 @@ impl GuestOptions {
             mirror,
             offline: false,
             writable: labgrade_qemu::WritableRoot::default(),
+            keep: false,
         }
     }
 }
@@ -186,6 +256,24 @@ impl GuestSpec {
         agent_exe: &Path,
         options: &GuestOptions,
     ) -> Result<ResolvedGuest, LaunchError> {
+        // ---- vagrant guests ----
+        if let GuestSpec::Vagrant(v) = self {
+            if options.writable != labgrade_qemu::WritableRoot::default() {
+                return Err(LaunchError::NotWritable);
+            }
+            let mut config = labgrade_vagrant::VagrantConfig::new(
+                &v.name,
+                v.source.clone(),
+                agent_exe.to_path_buf(),
+                writable_cache_dir(CacheDir::Vagrant)?,
+            );
+            config.keep = options.keep;
+            return Ok(ResolvedGuest {
+                guest: Box::new(labgrade_vagrant::VagrantGuest::new(config)),
+                kernel_release: None,
+            });
+        }
+        // ---- end vagrant guests ----
         match self.qemu_config(agent_exe, options)? {
             Some(config) => {
                 let release = config.kernel.release.clone();
@@ -217,6 +305,18 @@ mod tests {
         let q: GuestSpec = "qemu:debian:6.1".parse()?;
         assert_eq!(q.to_string(), "qemu:debian:6.1");
         let unknown = "vagrant:none".parse::<GuestSpec>();
+        assert!(
+            unknown.as_ref().is_err_and(LaunchError::is_usage),
+            "{unknown:?}"
+        );
+        let bookworm: GuestSpec = "vagrant:bookworm".parse()?;
+        assert_eq!(bookworm.to_string(), "vagrant:bookworm");
+        let named: GuestSpec = "vagrant:generic/ubuntu2204".parse()?;
+        assert!(
+            matches!(&named, GuestSpec::Vagrant(v) if v.source == labgrade_vagrant::BoxSource::Box("generic/ubuntu2204".into())),
+            "{named:?}"
+        );
+        let unknown = "vagrant:../etc".parse::<GuestSpec>();
         assert!(
             unknown.as_ref().is_err_and(LaunchError::is_usage),
             "{unknown:?}"

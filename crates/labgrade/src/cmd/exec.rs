@@ -12,7 +12,7 @@ use crate::exit::CliError;
 /// Arguments of `labgrade exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Where to run: `host` or `qemu:KERNEL`.
+    /// Where to run: `host`, `qemu:KERNEL` or `vagrant:NAME`.
     #[arg(long, default_value = "host")]
     guest: String,
     /// For qemu guests: kvm, tcg, or auto.
@@ -23,6 +23,9 @@ pub struct ExecArgs {
     timeout: u64,
     #[command(flatten)]
     writable: crate::cmd::suite::WritableArgs,
+    /// Vagrant guests: leave the machine up afterwards, and reuse one kept before.
+    #[arg(long)]
+    keep: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -45,6 +48,7 @@ pub(crate) fn shell_quote(word: &str) -> String {
 pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
     let mut options = crate::guests::GuestOptions::for_labs(args.accel, 1, &[], None);
     options.writable = args.writable.writable()?;
+    options.keep = args.keep;
     let guest = crate::guests::resolve(&args.guest, &options)?.guest;
     let mut session = guest.start_session()?;
     let script = args

@@ -28,7 +28,8 @@ pub struct RunArgs {
     /// Labs to run: ids, lab files or lesson directories (all labs if none).
     labs_wanted: Vec<String>,
     /// Where to run: `host` (this machine, private namespaces) or `qemu:KERNEL` (e.g.
-    /// `qemu:debian:6.1`; the kernel is fetched into the cache on first use).
+    /// `qemu:debian:6.1`; the kernel is fetched into the cache on first use) or `vagrant:NAME`
+    /// (e.g. `vagrant:bookworm`, a directory under vagrant/).
     #[arg(long, default_value = "host")]
     guest: String,
     /// For qemu guests: kvm, tcg, or auto (kvm where it can run stock kernels).
@@ -46,6 +47,9 @@ pub struct RunArgs {
     /// Also print per-lab and per-step wall times (to stderr).
     #[arg(long)]
     timings: bool,
+    /// Vagrant guests: leave the machine up afterwards, and reuse one kept before.
+    #[arg(long)]
+    keep: bool,
     /// The labs directory (one subdirectory per lesson).
     #[arg(long, default_value = crate::labs::DEFAULT_LABS_DIR)]
     labs: PathBuf,
@@ -60,7 +64,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     }
     let guest = crate::guests::resolve(
         &args.guest,
-        &crate::guests::GuestOptions::for_labs(args.accel, options.jobs, &labs, None),
+        &crate::guests::GuestOptions {
+            keep: args.keep,
+            ..crate::guests::GuestOptions::for_labs(args.accel, options.jobs, &labs, None)
+        },
     )?
     .guest;
     let bar = ProgressBar::new(labs.len() as u64);
