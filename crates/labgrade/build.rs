@@ -69,6 +69,8 @@ struct LabFile {
     id: String,
     pending: bool,
     needs: Vec<String>,
+    /// Container engines (`engines = [...]`): one test per engine, guest and kernel.
+    engines: Vec<String>,
 }
 
 fn lab_files(labs: &Path) -> Vec<LabFile> {
@@ -102,7 +104,19 @@ fn lab_files(labs: &Path) -> Vec<LabFile> {
                 .split_once('-')
                 .filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
                 .map_or(stem.clone(), |(_, rest)| rest.to_owned());
+            let strings = |key: &str| -> Vec<String> {
+                table
+                    .get(key)
+                    .and_then(|n| n.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
             LabFile {
+                engines: strings("engines"),
                 pending: table.contains_key("pending"),
                 needs: table
                     .get("needs")
@@ -124,6 +138,8 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(labgrade_root)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_qemu)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_xfsprogs)");
+    println!("cargo::rustc-check-cfg=cfg(labgrade_docker)");
+    println!("cargo::rustc-check-cfg=cfg(labgrade_podman)");
     for var in ["LABGRADE_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "PATH"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
@@ -148,6 +164,26 @@ fn main() {
     }
     if on_path("mkfs.xfs") {
         println!("cargo::rustc-cfg=labgrade_xfsprogs");
+    }
+    // Container engines (issue 10): what labgrade needs to start each in a lab's session.
+    let engine_missing = |engine: &str| -> Option<String> {
+        let (programs, package): (&[&str], &str) = match engine {
+            "docker" => (&["dockerd", "docker", "containerd", "runc"], "docker.io"),
+            "podman" => (&["podman", "conmon", "runc"], "podman runc"),
+            _ => return Some(format!("unknown engine {engine}")),
+        };
+        let missing: Vec<&str> = programs.iter().copied().filter(|p| !on_path(p)).collect();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "{engine} is not installed ({} missing; apt-get install {package})",
+                missing.join(", ")
+            )
+        })
+    };
+    for engine in ["docker", "podman"] {
+        if engine_missing(engine).is_none() {
+            println!("cargo::rustc-cfg=labgrade_{engine}");
+        }
     }
 
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
@@ -175,6 +211,30 @@ fn main() {
             .map(|why| format!("#[ignore = {why:?}]\n"))
             .unwrap_or_default();
         let kernels = KERNELS.map(|k| format!("{k:?}")).join(", ");
+        if !lab.engines.is_empty() {
+            for engine in &lab.engines {
+                let engine_ignore = match (engine_missing(engine), root) {
+                    (Some(why), _) => format!("#[ignore = {why:?}]\n"),
+                    (None, false) => "#[ignore = \"container engines need real root\"]\n".into(),
+                    (None, true) => String::new(),
+                };
+                let qemu_ignore = if engine_ignore.is_empty() {
+                    qemu_ignore.clone()
+                } else {
+                    engine_ignore.clone()
+                };
+                let e = engine.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+                let _ = write!(
+                    out,
+                    "#[test]\n{engine_ignore}fn {name}_at_{e}_on_host() {{\n    \
+                     engine_lab_on_host({path:?}, {engine:?});\n}}\n\n\
+                     #[rstest::rstest]\n{qemu_ignore}fn {name}_at_{e}_on_kernel(\n    \
+                     #[values({kernels})] kernel: &str,\n) {{\n    \
+                     engine_lab_on_kernel({path:?}, {engine:?}, kernel);\n}}\n\n"
+                );
+            }
+            continue;
+        }
         let _ = write!(
             out,
             "#[test]\n{host_ignore}fn {name}_on_host() {{\n    lab_on_host({path:?});\n}}\n\n\
