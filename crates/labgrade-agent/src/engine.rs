@@ -90,7 +90,8 @@ pub(crate) struct RunningEngine {
     engine: Engine,
     client: PathBuf,
     env: Vec<(String, String)>,
-    daemon: Option<Child>,
+    /// Daemons started, in start order (containerd, then dockerd); stopped in reverse.
+    daemons: Vec<Child>,
     /// Cgroup directories that did not exist before the engine started (the engines make
     /// their parents and never remove them).
     cgroups_before: Vec<PathBuf>,
@@ -103,7 +104,18 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 /// Private tmpfs over the system directories engines write to, in the session's mount
 /// namespace only. Directories that do not exist are left alone (nothing is created outside).
 fn private_system_dirs() -> Result<(), String> {
-    for dir in ["/run", "/dev/shm", "/var/lib", "/etc/docker"] {
+    // A VM's /dev (its own devtmpfs) may lack shm, where podman keeps its locks.
+    if !Path::new("/dev/shm").exists() && Path::new("/dev").is_dir() {
+        let _ = fs::create_dir("/dev/shm");
+    }
+    for dir in [
+        "/run",
+        "/dev/shm",
+        "/var/lib",
+        "/var/cache",
+        "/var/tmp",
+        "/etc/docker",
+    ] {
         if !Path::new(dir).is_dir() {
             continue;
         }
@@ -115,6 +127,21 @@ fn private_system_dirs() -> Result<(), String> {
             Some("mode=755"),
         )
         .map_err(|e| format!("cannot mount a private tmpfs on {dir}: {}", e.desc()))?;
+    }
+    // A VM's minimal init mounts no cgroups; engines need them (dockerd refuses to start, runc
+    // has nowhere to put a container). cgroup v2 in the session's mount namespace then.
+    let root = Path::new("/sys/fs/cgroup");
+    let mounted = root.join("cgroup.controllers").exists()
+        || fs::read_dir(root).is_ok_and(|mut d| d.next().is_some());
+    if !mounted && root.is_dir() {
+        mount(
+            Some("cgroup2"),
+            root,
+            Some("cgroup2"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("cannot mount cgroup2 on /sys/fs/cgroup: {}", e.desc()))?;
     }
     Ok(())
 }
@@ -186,6 +213,8 @@ impl RunningEngine {
         let root = ctl.join(format!("engine-{}", req.engine));
         fs::create_dir_all(&root).map_err(io("cannot make the engine's data root"))?;
         private_system_dirs()?;
+        // What an engine killed with an earlier labgrade left (empty and old) goes first.
+        remove_new_cgroups(&engine_cgroups());
         let cgroups_before = engine_cgroups();
         let within = Duration::from_millis(req.ready_within_ms);
         let started = Instant::now();
@@ -261,13 +290,10 @@ impl RunningEngine {
     }
 
     fn daemon_log_tail(&self, root: &Path) -> String {
-        if self.daemon.is_none() {
+        if self.daemons.is_empty() {
             return String::new();
         }
-        let log = fs::read_to_string(root.join("dockerd.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(8).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("\ndockerd's last lines:\n{}", tail.join("\n"))
+        log_tail(root, "dockerd") + &log_tail(root, "containerd")
     }
 
     /// Stops what was started: every container (bounded), then the daemon, by its pid (SIGTERM,
@@ -303,7 +329,7 @@ impl RunningEngine {
                 );
             }
         }
-        if let Some(mut daemon) = self.daemon.take() {
+        while let Some(mut daemon) = self.daemons.pop() {
             if let Ok(pid) = i32::try_from(daemon.id()) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
@@ -320,30 +346,72 @@ impl RunningEngine {
 
 impl Drop for RunningEngine {
     fn drop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
+        while let Some(mut d) = self.daemons.pop() {
             let _ = d.kill();
             let _ = d.wait();
         }
     }
 }
 
-/// Removes (deepest first) the empty cgroup directories under the engines' parents that were
-/// not there before: what a stopped engine leaves in the host's hierarchy.
+/// The last lines of a daemon's log under `root`, for an error.
+fn log_tail(root: &Path, daemon: &str) -> String {
+    let log = fs::read_to_string(root.join(format!("{daemon}.log"))).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(6).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    format!("\n{daemon}'s last lines:\n{}", tail.join("\n"))
+}
+
+/// Spawns a daemon that dies with the agent, its output to `root/NAME.log`.
+fn spawn_daemon(
+    program: &Path,
+    root: &Path,
+    name: &str,
+    args: &[std::ffi::OsString],
+) -> Result<Child, String> {
+    let log =
+        fs::File::create(root.join(format!("{name}.log"))).map_err(io("cannot create a log"))?;
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .env("PATH", PATH)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(io("cannot copy a log handle"))?)
+        .stderr(log);
+    // SAFETY: prctl is a single async-signal-safe syscall: the daemon dies with the agent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.display()))
+}
+
+/// Removes (deepest first) the empty cgroup directories under the engines' parents: those that
+/// were not there before this engine started, and any not changed for a minute (what an engine
+/// killed with labgrade left: the kernel keeps a dead container's empty cgroup). The kernel
+/// refuses to remove a cgroup that still has processes, so a running container's stays.
 fn remove_new_cgroups(before: &[PathBuf]) {
-    fn rmdir_tree(dir: &Path) {
+    fn rmdir_tree(dir: &Path, all: bool) {
         if let Ok(entries) = fs::read_dir(dir) {
             for e in entries.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rmdir_tree(&e.path());
+                    rmdir_tree(&e.path(), all);
                 }
             }
         }
-        let _ = fs::remove_dir(dir);
+        let stale = fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(60));
+        if all || stale {
+            let _ = fs::remove_dir(dir);
+        }
     }
     for dir in engine_cgroups() {
-        if !before.contains(&dir) {
-            rmdir_tree(&dir);
-        }
+        rmdir_tree(&dir, !before.contains(&dir));
     }
 }
 
@@ -351,50 +419,21 @@ fn ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Starts dockerd with everything of its own under `root`; no network (no iptables, no bridge).
+/// Starts containerd, then dockerd on it, with everything of their own under `root`; no
+/// network (no iptables, no bridge). containerd is started here rather than by dockerd, whose
+/// own wait for it (10 s) is too short under TCG.
 fn start_docker(root: &Path, client: &Path, within: Duration) -> Result<RunningEngine, String> {
     let dockerd = find("dockerd").ok_or("dockerd not installed (apt-get install docker.io)")?;
+    let containerd =
+        find("containerd").ok_or("containerd not installed (apt-get install docker.io)")?;
     let socket = root.join("docker.sock");
+    let containerd_socket = root.join("containerd.sock");
     let config = root.join("daemon.json");
     fs::write(&config, "{}\n").map_err(io("cannot write daemon.json"))?;
-    let log = fs::File::create(root.join("dockerd.log")).map_err(io("cannot create a log"))?;
-    let mut cmd = Command::new(&dockerd);
-    cmd.env_clear()
-        .env("PATH", PATH)
-        .arg("--data-root")
-        .arg(root.join("data"))
-        .arg("--exec-root")
-        .arg(root.join("exec"))
-        .arg("--pidfile")
-        .arg(root.join("dockerd.pid"))
-        .arg("--host")
-        .arg(format!("unix://{}", socket.display()))
-        .arg("--config-file")
-        .arg(&config)
-        .args([
-            "--storage-driver",
-            "overlay2",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--bridge=none",
-            "--shutdown-timeout",
-            "1",
-            "--log-level",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(io("cannot copy a log handle"))?)
-        .stderr(log);
-    // SAFETY: prctl is a single async-signal-safe syscall: dockerd dies with the agent.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            Ok(())
-        });
-    }
-    let daemon = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", dockerd.display()))?;
+    let containerd_config = root.join("containerd.toml");
+    fs::write(&containerd_config, "version = 2\n").map_err(io("cannot write containerd.toml"))?;
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let p = |p: PathBuf| p.into_os_string();
     let mut engine = RunningEngine {
         engine: Engine::Docker,
         client: client.to_path_buf(),
@@ -405,26 +444,86 @@ fn start_docker(root: &Path, client: &Path, within: Duration) -> Result<RunningE
                 root.join("client").display().to_string(),
             ),
         ],
-        daemon: Some(daemon),
+        daemons: Vec::new(),
         cgroups_before: Vec::new(),
     };
+    engine.daemons.push(spawn_daemon(
+        &containerd,
+        root,
+        "containerd",
+        &[
+            os("--config"),
+            p(containerd_config),
+            os("--address"),
+            p(containerd_socket.clone()),
+            os("--root"),
+            p(root.join("containerd")),
+            os("--state"),
+            p(root.join("containerd-state")),
+        ],
+    )?);
     let deadline = Instant::now() + within;
+    wait_until(&mut engine, root, "containerd", deadline, within, || {
+        UnixStream::connect(&containerd_socket).is_ok()
+    })?;
+    engine.daemons.push(spawn_daemon(
+        &dockerd,
+        root,
+        "dockerd",
+        &[
+            os("--containerd"),
+            p(containerd_socket.clone()),
+            os("--data-root"),
+            p(root.join("data")),
+            os("--exec-root"),
+            p(root.join("exec")),
+            os("--pidfile"),
+            p(root.join("dockerd.pid")),
+            os("--host"),
+            os(&format!("unix://{}", socket.display())),
+            os("--config-file"),
+            p(config),
+            os("--storage-driver"),
+            os("overlay2"),
+            os("--iptables=false"),
+            os("--ip6tables=false"),
+            os("--bridge=none"),
+            os("--shutdown-timeout"),
+            os("1"),
+            os("--log-level"),
+            os("warn"),
+        ],
+    )?);
+    wait_until(&mut engine, root, "dockerd", deadline, within, || {
+        ping(&socket)
+    })?;
+    Ok(engine)
+}
+
+/// Waits for `ready`, failing early when a daemon exits, at `deadline` otherwise.
+fn wait_until(
+    engine: &mut RunningEngine,
+    root: &Path,
+    what: &str,
+    deadline: Instant,
+    within: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
     loop {
-        if ping(&socket) {
-            return Ok(engine);
+        if ready() {
+            return Ok(());
         }
-        if let Some(d) = engine.daemon.as_mut()
-            && let Ok(Some(status)) = d.try_wait()
-        {
-            return Err(format!(
-                "dockerd exited ({status}) before answering{}",
-                engine.daemon_log_tail(root)
-            ));
+        for d in &mut engine.daemons {
+            if let Ok(Some(status)) = d.try_wait() {
+                return Err(format!(
+                    "a daemon exited ({status}) before {what} answered{}",
+                    engine.daemon_log_tail(root)
+                ));
+            }
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "dockerd did not answer on {} within {within:?}{}",
-                socket.display(),
+                "{what} did not answer within {within:?}{}",
                 engine.daemon_log_tail(root)
             ));
         }
@@ -465,7 +564,8 @@ fn podman_config(root: &Path) -> (String, String) {
          cgroup_manager = \"cgroupfs\"\n\
          events_logger = \"file\"\n\
          events_logfile_path = \"{r}/events.log\"\n\
-         tmp_dir = \"{r}/tmp\"\n"
+         tmp_dir = \"{r}/tmp\"\n\
+         image_copy_tmp_dir = \"{r}/tmp\"\n"
     );
     let storage = format!(
         "[storage]\ndriver = \"overlay\"\ngraphroot = \"{r}/storage\"\nrunroot = \"{r}/run\"\n"
@@ -492,7 +592,7 @@ fn start_podman(root: &Path, client: &Path) -> Result<RunningEngine, String> {
                 storage_conf.display().to_string(),
             ),
         ],
-        daemon: None,
+        daemons: Vec::new(),
         cgroups_before: Vec::new(),
     })
 }
