@@ -104,6 +104,7 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 /// Private tmpfs over the system directories engines write to, in the session's mount
 /// namespace only. Directories that do not exist are left alone (nothing is created outside).
 fn private_system_dirs() -> Result<(), String> {
+    unchroot()?;
     // A VM's /dev (its own devtmpfs) may lack shm, where podman keeps its locks.
     if !Path::new("/dev/shm").exists() && Path::new("/dev").is_dir() {
         let _ = fs::create_dir("/dev/shm");
@@ -143,6 +144,54 @@ fn private_system_dirs() -> Result<(), String> {
         )
         .map_err(|e| format!("cannot mount cgroup2 on /sys/fs/cgroup: {}", e.desc()))?;
     }
+    Ok(())
+}
+
+/// A qemu guest's init runs the agent chrooted into the host root (9p, on `/newroot` of the
+/// initramfs). A process that joins a container's mount namespace (`runc exec`) gets that
+/// namespace's real root, the initramfs: `exec` would find none of the container's files. So,
+/// in the session's own mount namespace, the chroot's mount is moved onto `/` and the agent
+/// chroots there, as `switch_root` does; the session's shell is unaffected (its root is that
+/// very mount). Nothing is done where the agent is not chrooted (the host guest).
+fn unchroot() -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: &fs::Metadata| (m.dev(), m.ino());
+    let root = fs::metadata("/").map_err(io("stat /"))?;
+    let escape = Path::new("/tmp/.labgrade/escape");
+    fs::create_dir_all(escape).map_err(io("mkdir"))?;
+    let back = nix::fcntl::open(
+        "/",
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open /: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    // Chroot into a subdirectory: the cwd is now outside the root and `..` climbs freely.
+    nix::unistd::chroot(escape).map_err(|e| format!("chroot: {e}"))?;
+    for _ in 0..64 {
+        let _ = nix::unistd::chdir("..");
+    }
+    let top = fs::metadata(".").map_err(io("stat the real root"))?;
+    if id(&top) == id(&root) {
+        // Not chrooted: back to where we were.
+        nix::unistd::fchdir(&back).map_err(|e| format!("fchdir: {e}"))?;
+        nix::unistd::chroot(".").map_err(|e| format!("chroot back: {e}"))?;
+        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+        return Ok(());
+    }
+    nix::unistd::chroot(".").map_err(|e| format!("chroot to the real root: {e}"))?;
+    // The directory of the real root that the agent's root is mounted on.
+    let old = fs::read_dir("/")
+        .map_err(io("read the real root"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| fs::metadata(p).is_ok_and(|m| id(&m) == id(&root)))
+        .ok_or("cannot find the agent's root in the real root")?;
+    nix::unistd::chdir(&old).map_err(|e| format!("chdir {}: {e}", old.display()))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| format!("cannot move {} onto /: {}", old.display(), e.desc()))?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot .: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     Ok(())
 }
 
