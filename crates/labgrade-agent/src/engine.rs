@@ -64,7 +64,11 @@ fn find(program: &str) -> Option<PathBuf> {
 /// The capability probe: every program the engine needs is installed.
 pub(crate) fn probe(engine: Engine) -> Result<String, String> {
     // In a user namespace (labgrade without root) the engines cannot make cgroups or devices.
-    let uid_map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    // Pid 1 of the proc the agent sees is its session, in the agent's user namespace (the agent
+    // itself stands outside that pid namespace).
+    let uid_map = fs::read_to_string("/proc/1/uid_map")
+        .or_else(|_| fs::read_to_string("/proc/self/uid_map"))
+        .unwrap_or_default();
     let identity = uid_map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
     if !identity {
         return Err(format!(
