@@ -4,7 +4,8 @@
 //!
 //! These tests watch machine-wide state (processes, /run, cgroup directories), so they run one
 //! at a time and apart from other engine labs: nextest's `container-engines` test group
-//! (.config/nextest.toml).
+//! (.config/nextest.toml). (No test here is named `sigkill...`: that would put it in the
+//! `kill-and-watch` group instead, beside running engine labs.)
 
 mod common;
 
@@ -170,7 +171,7 @@ run = "sleep 120"
     not(labgrade_podman),
     ignore = "podman is not installed (apt-get install podman runc)"
 )]
-fn sigkill_mid_engine_lab_leaves_no_container_daemon_mount_or_data_root(
+fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
     #[values("docker", "podman")] engine: &str,
 ) {
     let before = host_state();
