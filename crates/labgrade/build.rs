@@ -18,6 +18,11 @@ use std::str::FromStr;
 /// The kernels of the matrix, as the qemu tests name them.
 const KERNELS: [&str; 4] = ["debian:5.10", "debian:6.1", "debian:6.12", "debian:7"];
 
+/// Engine labs that also get a test per kernel: Lab 2 per engine per kernel. An engine lab under
+/// TCG takes about two minutes (dockerd alone ~20-40 s to answer), so the scenario labs run per
+/// kernel only through `labgrade matrix`, keeping a fresh CI run within its budget.
+const ENGINE_LABS_ON_KERNELS: [&str; 1] = ["lab2-container-layers"];
+
 /// Capabilities a lab can only have with real root (loop devices, trusted.* xattrs): without
 /// root the host guest runs labs in a user namespace, and such labs skip there.
 const ROOT_ONLY: [&str; 5] = ["trusted-xattr", "metacopy", "xfs", "xfs-v4", "ext4"];
@@ -72,6 +77,8 @@ struct LabFile {
     id: String,
     pending: bool,
     needs: Vec<String>,
+    /// Container engines (`engines = [...]`): one test per engine, guest and kernel.
+    engines: Vec<String>,
 }
 
 fn lab_files(labs: &Path) -> Vec<LabFile> {
@@ -105,7 +112,19 @@ fn lab_files(labs: &Path) -> Vec<LabFile> {
                 .split_once('-')
                 .filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
                 .map_or(stem.clone(), |(_, rest)| rest.to_owned());
+            let strings = |key: &str| -> Vec<String> {
+                table
+                    .get(key)
+                    .and_then(|n| n.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
             LabFile {
+                engines: strings("engines"),
                 pending: table.contains_key("pending"),
                 needs: table
                     .get("needs")
@@ -130,6 +149,8 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(labgrade_vagrant)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_actionlint)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_nextest)");
+    println!("cargo::rustc-check-cfg=cfg(labgrade_docker)");
+    println!("cargo::rustc-check-cfg=cfg(labgrade_podman)");
     for var in ["LABGRADE_CACHE_DIR", "XDG_CACHE_HOME", "HOME", "PATH"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
@@ -171,6 +192,26 @@ fn main() {
         println!("cargo::rustc-cfg=labgrade_nextest");
     }
     // ---- end vagrant guests ----
+    // Container engines (issue 10): what labgrade needs to start each in a lab's session.
+    let engine_missing = |engine: &str| -> Option<String> {
+        let (programs, package): (&[&str], &str) = match engine {
+            "docker" => (&["dockerd", "docker", "containerd", "runc"], "docker.io"),
+            "podman" => (&["podman", "conmon", "runc"], "podman runc"),
+            _ => return Some(format!("unknown engine {engine}")),
+        };
+        let missing: Vec<&str> = programs.iter().copied().filter(|p| !on_path(p)).collect();
+        (!missing.is_empty()).then(|| {
+            format!(
+                "{engine} is not installed ({} missing; apt-get install {package})",
+                missing.join(", ")
+            )
+        })
+    };
+    for engine in ["docker", "podman"] {
+        if engine_missing(engine).is_none() {
+            println!("cargo::rustc-cfg=labgrade_{engine}");
+        }
+    }
 
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let labs = manifest.join("../../labs");
@@ -197,6 +238,35 @@ fn main() {
             .map(|why| format!("#[ignore = {why:?}]\n"))
             .unwrap_or_default();
         let kernels = KERNELS.map(|k| format!("{k:?}")).join(", ");
+        if !lab.engines.is_empty() {
+            for engine in &lab.engines {
+                let engine_ignore = match (engine_missing(engine), root) {
+                    (Some(why), _) => format!("#[ignore = {why:?}]\n"),
+                    (None, false) => "#[ignore = \"container engines need real root\"]\n".into(),
+                    (None, true) => String::new(),
+                };
+                let qemu_ignore = if engine_ignore.is_empty() {
+                    qemu_ignore.clone()
+                } else {
+                    engine_ignore.clone()
+                };
+                let e = engine.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+                let _ = write!(
+                    out,
+                    "#[test]\n{engine_ignore}fn {name}_at_{e}_on_host() {{\n    \
+                     engine_lab_on_host({path:?}, {engine:?});\n}}\n\n"
+                );
+                if ENGINE_LABS_ON_KERNELS.contains(&lab.id.as_str()) {
+                    let _ = write!(
+                        out,
+                        "#[rstest::rstest]\n{qemu_ignore}fn {name}_at_{e}_on_kernel(\n    \
+                         #[values({kernels})] kernel: &str,\n) {{\n    \
+                         engine_lab_on_kernel({path:?}, {engine:?}, kernel);\n}}\n\n"
+                    );
+                }
+            }
+            continue;
+        }
         let _ = write!(
             out,
             "#[test]\n{host_ignore}fn {name}_on_host() {{\n    lab_on_host({path:?});\n}}\n\n\

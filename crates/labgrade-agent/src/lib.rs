@@ -8,8 +8,10 @@
 
 mod cgroup;
 mod disks;
+mod engine;
 mod facts;
 mod kmsg;
+pub mod layers;
 mod loopdev;
 mod namespaces;
 mod probe;
@@ -52,6 +54,8 @@ pub enum AgentError {
 /// Must be called while the process is still single-threaded.
 pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentError> {
     let host = disks::HostFiles::before_namespaces();
+    // Before the pid namespace: the session's /proc has no entry for the agent itself.
+    let exe = std::env::current_exe().ok();
     let privilege = match enter_private_namespaces() {
         Ok(p) => p,
         Err(e) => {
@@ -74,6 +78,9 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
     let mut attached: Vec<disks::AttachedDisk> = Vec::new();
     // The last sandbox run, kept so checks read the state it left in its mount namespace.
     let mut sandbox: Option<sandbox::HeldSandbox> = None;
+    // A container engine started for the lab: stopped at `Shutdown`, killed with the session
+    // (its processes are in the session's pid namespace) on every other path out.
+    let mut engine: Option<engine::RunningEngine> = None;
     let mut session = match session::ShellSession::start(&lab, &ctl) {
         Ok(s) => s,
         Err(e) => {
@@ -218,8 +225,23 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                 tree: labgrade_snap::take_cached(&Path::new(&lab).join(&dir), &mut digests)
                     .map_err(|e| e.to_string()),
             },
+            Request::StartEngine(req) => match engine.as_ref() {
+                Some(_) => Response::Error {
+                    message: "an engine is already running in this session".into(),
+                },
+                None => match start_engine(&req, &host, &ctl, exe.as_deref(), &mut session) {
+                    Ok((running, started)) => {
+                        engine = Some(running);
+                        Response::EngineStarted(started)
+                    }
+                    Err(message) => Response::Error { message },
+                },
+            },
             Request::Shutdown => {
                 drop(sandbox.take());
+                if let Some(e) = engine.take() {
+                    e.stop(&ctl);
+                }
                 session.kill();
                 send(&mut output, &Response::Bye)?;
                 return Ok(());
@@ -227,8 +249,36 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
         };
         send(&mut output, &response)?;
     }
+    if let Some(e) = engine.take() {
+        e.stop(&ctl);
+    }
     session.kill();
     Ok(())
+}
+
+/// Copies the image's rootfs tar onto the session's tmpfs, starts the engine and exports its
+/// variables to the steps.
+fn start_engine(
+    req: &proto::EngineRequest,
+    host: &disks::HostFiles,
+    ctl: &Path,
+    exe: Option<&Path>,
+    session: &mut session::ShellSession,
+) -> Result<(engine::RunningEngine, proto::EngineStarted), String> {
+    let copy = ctl.join("rootfs.tar");
+    let mut from = host
+        .open(&req.rootfs_tar)
+        .map_err(|e| format!("cannot read the image's rootfs {}: {e}", req.rootfs_tar))?;
+    std::fs::File::create(&copy)
+        .and_then(|mut to| std::io::copy(&mut from, &mut to))
+        .map_err(|e| format!("cannot copy the image's rootfs: {e}"))?;
+    let (running, started) = engine::RunningEngine::start(req, ctl, &copy, exe)?;
+    for (k, v) in &started.env {
+        session
+            .export(k, v)
+            .map_err(|e| format!("cannot set ${k}: {e}"))?;
+    }
+    Ok((running, started))
 }
 
 fn send(out: &mut impl Write, response: &Response) -> std::io::Result<()> {

@@ -29,6 +29,8 @@ pub(crate) fn probe(
             Capability::TrustedXattr => trusted_xattr(&dir),
             Capability::Xfs | Capability::XfsV4 => mount_image(image, "xfs", kmsg, &dir),
             Capability::Ext4 => mount_image(image, "ext4", kmsg, &dir),
+            Capability::Docker => crate::engine::probe(labgrade_proto::Engine::Docker),
+            Capability::Podman => crate::engine::probe(labgrade_proto::Engine::Podman),
         });
     let _ = fs::remove_dir_all(&dir);
     match result {

@@ -19,6 +19,9 @@ use nix::fcntl::{FallocateFlags, fallocate};
 use nix::unistd::{Whence, lseek};
 use sha2::{Digest, Sha256};
 
+mod rootfs;
+pub use rootfs::{RootfsError, busybox_rootfs};
+
 /// Why an image could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {

@@ -17,6 +17,8 @@ pub enum CacheDir {
     Initramfs,
     /// How long labs and guests took last time, for ordering the next run.
     Timings,
+    /// Container images labgrade builds (the busybox rootfs tar the engine labs import).
+    Images,
     /// Working directories of Vagrant machines labgrade brings up (their Vagrantfile, state).
     Vagrant,
 }
@@ -29,6 +31,7 @@ impl CacheDir {
             CacheDir::Disks => "disks",
             CacheDir::Initramfs => "initramfs",
             CacheDir::Timings => "timings",
+            CacheDir::Images => "images",
             CacheDir::Vagrant => "vagrant",
         }
     }
@@ -173,6 +176,7 @@ mod tests {
             CacheDir::Disks,
             CacheDir::Initramfs,
             CacheDir::Timings,
+            CacheDir::Images,
             CacheDir::Vagrant,
         ];
         let dirs: std::collections::HashSet<PathBuf> = all.iter().map(|k| c.dir(*k)).collect();

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use labgrade_proto::{
-    AttachDisk, AttachedDisk, Capability, DiskSource, Hello, MountEntry, PathFacts, ProbeImage,
-    ProbeResult, Request, Response, SandboxOutcome, SandboxRequest, StepOutcome, TreeSnapshot,
+    AttachDisk, AttachedDisk, Capability, DiskSource, EngineRequest, EngineStarted, Hello,
+    MountEntry, PathFacts, ProbeImage, ProbeResult, Request, Response, SandboxOutcome,
+    SandboxRequest, StepOutcome, TreeSnapshot,
 };
 
 use crate::ScratchDisk;
@@ -182,6 +183,15 @@ impl AgentSession {
         })? {
             Response::Snapshotted { tree } => Ok(tree),
             other => Err(self.unexpected("a snapshot", &other)),
+        }
+    }
+
+    /// Starts a container engine in the session and imports its image; the steps to come get
+    /// `$ENGINE`, `$IMAGE` and the engine's environment. The agent stops it at shutdown.
+    pub fn start_engine(&mut self, request: EngineRequest) -> Result<EngineStarted, GuestError> {
+        match self.request(&Request::StartEngine(request))? {
+            Response::EngineStarted(started) => Ok(started),
+            other => Err(self.unexpected("a started engine", &other)),
         }
     }
 

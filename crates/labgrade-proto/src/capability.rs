@@ -26,17 +26,25 @@ pub enum Capability {
     Ext4,
     /// An XFS V4 image (`-m crc=0 -n ftype=0`) mounts: the kernel was built with XFS V4 support.
     XfsV4,
+    /// Docker's daemon and client are installed (dockerd, docker, containerd, runc): labgrade
+    /// starts its own dockerd in the lab's session. Added by `engines = ["docker"]`.
+    Docker,
+    /// Podman and runc are installed: labgrade runs podman with its own storage root in the lab's
+    /// session. Added by `engines = ["podman"]`.
+    Podman,
 }
 
 impl Capability {
     /// Every capability, in the order probes run.
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Overlay,
         Capability::TrustedXattr,
         Capability::Metacopy,
         Capability::Xfs,
         Capability::XfsV4,
         Capability::Ext4,
+        Capability::Docker,
+        Capability::Podman,
     ];
 
     /// The word used in lab files.
@@ -48,6 +56,8 @@ impl Capability {
             Capability::Xfs => "xfs",
             Capability::XfsV4 => "xfs-v4",
             Capability::Ext4 => "ext4",
+            Capability::Docker => "docker",
+            Capability::Podman => "podman",
         }
     }
 
@@ -60,6 +70,8 @@ impl Capability {
             Capability::Xfs => "mkfs.xfs works and an XFS image mounts on a loop device",
             Capability::XfsV4 => "the kernel mounts XFS V4 (crc=0, ftype=0) images",
             Capability::Ext4 => "an ext4 image mounts on a loop device",
+            Capability::Docker => "dockerd, docker, containerd and runc are installed",
+            Capability::Podman => "podman and runc are installed",
         }
     }
 }

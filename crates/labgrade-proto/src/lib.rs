@@ -6,9 +6,11 @@
 //! serde data with a JSON Schema, so a change to the contract is a visible diff.
 
 mod capability;
+mod engine;
 mod entry;
 pub mod wire;
 
 pub use capability::{Capability, UnknownCapability};
+pub use engine::{Engine, UnknownEngine};
 pub use entry::{Entry, EntryKind, OverlayXattr, TreeSnapshot, XattrValue};
 pub use wire::*;

@@ -2,7 +2,7 @@
 //! stdout. Any transport that carries lines (a pipe, virtio-serial, ssh) can carry it, so the
 //! same agent serves every guest backend.
 
-use crate::{Capability, Entry, TreeSnapshot};
+use crate::{Capability, Engine, Entry, TreeSnapshot};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,11 @@ pub enum Request {
     RunSandboxed(SandboxRequest),
     /// The mounts under `$LAB` as the session (or the sandbox last run) sees them.
     Mounts,
+    /// Start a container engine in the session (its data under the session's private tmpfs,
+    /// its processes in the session's pid namespace), import the image, and export `$ENGINE`,
+    /// `$IMAGE` and the engine's environment to the steps. Stopped at `Shutdown`, and killed with
+    /// the session on every other path out.
+    StartEngine(EngineRequest),
     /// End the session; the agent exits and its namespaces die with it.
     Shutdown,
 }
@@ -101,6 +106,8 @@ pub enum Response {
         /// Mounts whose mount point is `$LAB` or below it.
         mounts: Vec<MountEntry>,
     },
+    /// The engine is up and the image imported.
+    EngineStarted(EngineStarted),
     /// The request could not be served; the session may be gone.
     Error {
         /// What went wrong.
@@ -140,10 +147,39 @@ impl Response {
             Response::Snapshotted { .. } => "snapshotted",
             Response::Sandboxed(_) => "sandboxed",
             Response::Mounted { .. } => "mounted",
+            Response::EngineStarted(_) => "engine_started",
             Response::Error { .. } => "error",
             Response::Bye => "bye",
         }
     }
+}
+
+/// A container engine to start in the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineRequest {
+    /// Which engine.
+    pub engine: Engine,
+    /// A root filesystem tar (a host path the guest can read) imported as `$IMAGE`.
+    pub rootfs_tar: String,
+    /// The name the image is imported under.
+    pub image: String,
+    /// How long to wait for the engine to answer, in ms (a TCG guest is slow).
+    pub ready_within_ms: u64,
+}
+
+/// A started engine, as the steps see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStarted {
+    /// The engine.
+    pub engine: Engine,
+    /// Variables exported to the steps (`ENGINE`, `IMAGE`, `DOCKER_HOST`, `CONTAINERS_CONF` ...).
+    pub env: Vec<(String, String)>,
+    /// The engine's version, as its client says it.
+    pub version: String,
+    /// Milliseconds from starting the engine to it answering.
+    pub ready_ms: u64,
+    /// Milliseconds importing the image.
+    pub import_ms: u64,
 }
 
 /// How the agent is running, so reports can state it.

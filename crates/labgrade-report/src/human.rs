@@ -60,6 +60,16 @@ pub fn render_timings(report: &RunReport) -> String {
             lab.id,
             lab.status.word()
         );
+        if let Some(e) = &lab.engine {
+            let _ = writeln!(
+                out,
+                "  {:>9}    {} {} answering, then {} importing the image",
+                secs(e.ready_ms + e.import_ms),
+                e.engine,
+                secs(e.ready_ms),
+                secs(e.import_ms)
+            );
+        }
         for s in &lab.steps {
             let _ = writeln!(out, "  {:>9}    {}", secs(s.duration_ms), step_label(s));
         }

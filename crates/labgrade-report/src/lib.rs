@@ -18,8 +18,8 @@ pub use matrix::{
     render_matrix_markdown,
 };
 pub use model::{
-    CheckReport, CheckStatus, FailedCommandReport, LabReport, LabStatus, RunReport, SCHEMA_VERSION,
-    SnapshotReport, StepReport, Totals,
+    CheckReport, CheckStatus, EngineReport, FailedCommandReport, LabReport, LabStatus, RunReport,
+    SCHEMA_VERSION, SnapshotReport, StepReport, Totals,
 };
 pub use schema::{matrix_report_schema, run_report_schema};
 pub use suite::{

@@ -122,6 +122,22 @@ pub struct LabReport {
     /// Wall time in milliseconds from its session being ready to its end (a VM's boot is not
     /// counted against the lab that happened to start first).
     pub duration_ms: u64,
+    /// The container engine a lab run per engine ran on (`<lab>@<engine>`), once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineReport>,
+}
+
+/// The container engine labgrade started in a lab's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EngineReport {
+    /// `docker` or `podman`.
+    pub engine: labgrade_proto::Engine,
+    /// Its version, as its client says it.
+    pub version: String,
+    /// Milliseconds from starting it to it answering.
+    pub ready_ms: u64,
+    /// Milliseconds importing the image.
+    pub import_ms: u64,
 }
 
 impl LabReport {
@@ -137,6 +153,7 @@ impl LabReport {
             steps: Vec::new(),
             snapshots: Vec::new(),
             duration_ms: 0,
+            engine: None,
         }
     }
 

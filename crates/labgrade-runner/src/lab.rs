@@ -6,7 +6,8 @@ use std::time::Instant;
 use labgrade_guest::{AgentSession, Guest, GuestError, ScratchDisk};
 use labgrade_proto::{PathFacts, StepOutcome};
 use labgrade_report::{
-    CheckReport, CheckStatus, FailedCommandReport, LabReport, LabStatus, SnapshotReport, StepReport,
+    CheckReport, CheckStatus, EngineReport, FailedCommandReport, LabReport, LabStatus,
+    SnapshotReport, StepReport,
 };
 use labgrade_spec::{Fact, Lab, Step};
 
@@ -39,6 +40,7 @@ pub fn run_lab(guest: &dyn Guest, lab: &Lab, caps: &GuestCapabilities) -> LabRep
                             Ok(())
                         }
                         None => attach_disks(&mut session, lab, caps)
+                            .and_then(|()| start_engine(&mut session, lab, caps, &mut report))
                             .and_then(|()| drive(&mut session, lab, &mut report)),
                     }
                 });
@@ -85,6 +87,42 @@ fn attach_disks(
         })
         .collect::<Result<Vec<_>, _>>()?;
     session.attach_disks(&disks).map(drop)
+}
+
+/// How long an engine may take to answer: minutes under TCG, a fraction of a second here.
+const ENGINE_READY_MS: u64 = 180_000;
+
+/// The name labs know the image by (`$IMAGE`).
+pub const IMAGE_NAME: &str = "labgrade/busybox:latest";
+
+/// Starts the lab's container engine in its session (a lab run per engine has one), with the
+/// busybox image imported; the agent stops it when the session ends.
+fn start_engine(
+    session: &mut AgentSession,
+    lab: &Lab,
+    caps: &GuestCapabilities,
+    report: &mut LabReport,
+) -> Result<(), GuestError> {
+    let Some(engine) = lab.engine else {
+        return Ok(());
+    };
+    let rootfs = caps.rootfs().map_err(|message| GuestError::Agent {
+        message,
+        stderr: String::new(),
+    })?;
+    let started = session.start_engine(labgrade_proto::EngineRequest {
+        engine,
+        rootfs_tar: rootfs.display().to_string(),
+        image: IMAGE_NAME.to_owned(),
+        ready_within_ms: ENGINE_READY_MS,
+    })?;
+    report.engine = Some(EngineReport {
+        engine,
+        version: started.version,
+        ready_ms: started.ready_ms,
+        import_ms: started.import_ms,
+    });
+    Ok(())
 }
 
 /// Paths whose facts must be kept after step N, for `unchanged_since = N` checks later.

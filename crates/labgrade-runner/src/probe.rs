@@ -20,6 +20,8 @@ pub struct GuestCapabilities {
     state: Mutex<State>,
     changed: Condvar,
     images: ImageCache,
+    /// The container image's rootfs tar, made on first use (engine labs only).
+    rootfs: std::sync::OnceLock<Result<std::path::PathBuf, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -37,7 +39,22 @@ impl GuestCapabilities {
             state: Mutex::default(),
             changed: Condvar::new(),
             images,
+            rootfs: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The busybox rootfs tar engine labs import as `$IMAGE` (cached by busybox's digest).
+    pub(crate) fn rootfs(&self) -> Result<std::path::PathBuf, String> {
+        self.rootfs
+            .get_or_init(|| {
+                crate::writable_cache_dir(labgrade_fs::CacheDir::Images)
+                    .map_err(|e| e.to_string())
+                    .and_then(|dir| {
+                        labgrade_disk::busybox_rootfs(&dir)
+                            .map_err(|e| format!("cannot make the container image: {e}"))
+                    })
+            })
+            .clone()
     }
 
     /// Where images for disks and probes come from.

@@ -82,7 +82,7 @@ pub fn select_labs(dir: &Path, wanted: &[String]) -> Result<Vec<Lab>, SelectErro
     for w in wanted {
         let p = Path::new(w);
         if w.ends_with(".toml") && p.is_file() {
-            out.push(load_lab(p)?);
+            out.extend(load_lab(p)?.per_engine());
         } else if p.is_dir() {
             out.extend(load_dir(p)?);
         } else {
@@ -90,10 +90,13 @@ pub fn select_labs(dir: &Path, wanted: &[String]) -> Result<Vec<Lab>, SelectErro
                 Some(l) => l,
                 None => known.insert(all_labs(dir)?),
             };
-            let lab = labs
+            // A lab file's id names each of its runs per engine (`lab2` -> `lab2@docker`, ...).
+            let found: Vec<&Lab> = labs
                 .iter()
-                .find(|l| &l.id == w)
-                .ok_or_else(|| SelectError::Unknown {
+                .filter(|l| &l.id == w || l.file_id() == w)
+                .collect();
+            if found.is_empty() {
+                return Err(SelectError::Unknown {
                     wanted: w.clone(),
                     dir: dir.to_path_buf(),
                     known: labs
@@ -101,8 +104,9 @@ pub fn select_labs(dir: &Path, wanted: &[String]) -> Result<Vec<Lab>, SelectErro
                         .map(|l| l.id.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                })?;
-            out.push(lab.clone());
+                });
+            }
+            out.extend(found.into_iter().cloned());
         }
     }
     dedupe(out)

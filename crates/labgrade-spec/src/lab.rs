@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use labgrade_proto::EntryKind;
+use labgrade_proto::{Engine, EntryKind};
 use serde::{Deserialize, Serialize};
 
 use crate::{Capability, Disk};
@@ -31,6 +31,38 @@ pub struct Lab {
     pub steps: Vec<Step>,
     /// Directories (relative to `$LAB`) snapshotted once the last step has run.
     pub end_snapshots: Vec<String>,
+    /// The container engines the lab runs on (`engines = ["docker", "podman"]`): it runs once
+    /// per engine, each run its own result (see [`Lab::per_engine`]).
+    pub engines: Vec<Engine>,
+    /// The engine this run of the lab uses; its id is then `<lab>@<engine>`.
+    pub engine: Option<Engine>,
+}
+
+impl Lab {
+    /// One lab per engine it names (id `<lab>@<engine>`, needing that engine), or the lab itself
+    /// when it names none.
+    pub fn per_engine(self) -> Vec<Lab> {
+        if self.engines.is_empty() || self.engine.is_some() {
+            return vec![self];
+        }
+        self.engines
+            .iter()
+            .map(|&e| {
+                let mut lab = self.clone();
+                lab.id = format!("{}@{e}", self.id);
+                lab.engine = Some(e);
+                if !lab.needs.contains(&e.capability()) {
+                    lab.needs.push(e.capability());
+                }
+                lab
+            })
+            .collect()
+    }
+
+    /// The id of the lab file this lab comes from (without `@<engine>`).
+    pub fn file_id(&self) -> &str {
+        self.id.split_once('@').map_or(&self.id, |(id, _)| id)
+    }
 }
 
 /// A pointer into the lesson's markdown.

@@ -28,6 +28,8 @@ struct RawLab {
     needs: Vec<Spanned<String>>,
     pending: Option<String>,
     snapshot: Option<OneOrMany>,
+    #[serde(default)]
+    engines: Vec<Spanned<String>>,
     #[serde(default, rename = "disk")]
     disks: Vec<Spanned<RawDisk>>,
     #[serde(default, rename = "step")]
@@ -140,7 +142,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Lab>, SpecError> {
             ));
         }
     }
-    Ok(labs)
+    Ok(labs.into_iter().flat_map(Lab::per_engine).collect())
 }
 
 /// The id of a lab file: its stem without a leading `NN-` ordering prefix.
@@ -192,6 +194,24 @@ pub fn parse_lab(path: &Path, text: &str) -> Result<Lab, SpecError> {
         })?;
         if !needs.contains(&cap) {
             needs.push(cap);
+        }
+    }
+
+    let mut engines = Vec::new();
+    for e in &raw.engines {
+        let engine = labgrade_proto::Engine::from_str(e.get_ref()).map_err(|_| {
+            let known: Vec<&str> = labgrade_proto::Engine::ALL
+                .iter()
+                .map(|e| e.as_str())
+                .collect();
+            err(
+                e.span(),
+                format!("unknown container engine `{}`", e.get_ref()),
+                Some(format!("engines: {}", known.join(", "))),
+            )
+        })?;
+        if !engines.contains(&engine) {
+            engines.push(engine);
         }
     }
 
@@ -325,6 +345,8 @@ pub fn parse_lab(path: &Path, text: &str) -> Result<Lab, SpecError> {
         pending: raw.pending,
         steps,
         end_snapshots,
+        engines,
+        engine: None,
     })
 }
 

@@ -77,10 +77,31 @@ fn a_misspelt_field_names_file_line_and_column() {
 
 #[test]
 fn an_unknown_capability_lists_the_known_ones() {
-    let text = GOOD.replace("needs = [\"overlay\"]", "needs = [\"overlay\", \"docker\"]");
+    let text = GOOD.replace("needs = [\"overlay\"]", "needs = [\"overlay\", \"dokcer\"]");
     insta::assert_snapshot!(invalid(&text), @"
-    labs/x/01-bad.toml:4:21: unknown capability `docker`
-    help: known capabilities: `overlay` (overlay mounts work), `trusted-xattr` (trusted.* xattrs can be set (real root)), `metacopy` (overlay accepts metacopy=on), `xfs` (mkfs.xfs works and an XFS image mounts on a loop device), `xfs-v4` (the kernel mounts XFS V4 (crc=0, ftype=0) images), `ext4` (an ext4 image mounts on a loop device)
+    labs/x/01-bad.toml:4:21: unknown capability `dokcer`
+    help: known capabilities: `overlay` (overlay mounts work), `trusted-xattr` (trusted.* xattrs can be set (real root)), `metacopy` (overlay accepts metacopy=on), `xfs` (mkfs.xfs works and an XFS image mounts on a loop device), `xfs-v4` (the kernel mounts XFS V4 (crc=0, ftype=0) images), `ext4` (an ext4 image mounts on a loop device), `docker` (dockerd, docker, containerd and runc are installed), `podman` (podman and runc are installed)
+    ");
+}
+
+#[test]
+fn a_lab_with_engines_runs_once_per_engine_each_needing_it() {
+    let text = GOOD.replace(
+        "needs = [\"overlay\"]",
+        "needs = [\"overlay\"]\nengines = [\"docker\", \"podman\"]",
+    );
+    let lab =
+        parse_lab(Path::new("labs/x/07-lab2.toml"), &text).unwrap_or_else(|e| panic!("{e:?}"));
+    let runs = lab.per_engine();
+    let ids: Vec<&str> = runs.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, ["lab2@docker", "lab2@podman"]);
+    assert_eq!(runs[1].engine, Some(labgrade_proto::Engine::Podman));
+    assert_eq!(runs[1].needs, vec![Capability::Overlay, Capability::Podman]);
+    assert_eq!(runs[0].file_id(), "lab2");
+    let bad = GOOD.replace("needs = [\"overlay\"]", "engines = [\"lxc\"]");
+    insta::assert_snapshot!(invalid(&bad), @"
+    labs/x/01-bad.toml:4:12: unknown container engine `lxc`
+    help: engines: docker, podman
     ");
 }
 

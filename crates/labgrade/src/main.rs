@@ -67,6 +67,13 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Container engine labs (issue 10): Lab 2's GraphDriver-against-mount check, run by a step
+    // inside the lab's session as "$LABGRADE" __container-layers CONTAINER [--image IMAGE].
+    if std::env::args().nth(1).as_deref() == Some("__container-layers") {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        let code = labgrade_agent::layers::main(&args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(2));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("LABGRADE_LOG"))
         .with_writer(std::io::stderr)

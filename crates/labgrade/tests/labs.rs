@@ -31,8 +31,28 @@ fn assert_honest_skip(lab: &labgrade_spec::Lab, report: &LabReport) {
     println!("lab skipped, with its probed reason: {reason}");
 }
 
+/// The run of an engine lab on one engine (`<lab>@<engine>`).
+fn load_for(path: &str, engine: &str) -> labgrade_spec::Lab {
+    load(path)
+        .per_engine()
+        .into_iter()
+        .find(|l| l.engine.is_some_and(|e| e.as_str() == engine))
+        .unwrap_or_else(|| panic!("{path} does not run on {engine}"))
+}
+
+fn engine_lab_on_host(path: &str, engine: &str) {
+    host_run(load_for(path, engine));
+}
+
+fn engine_lab_on_kernel(path: &str, engine: &str, kernel: &str) {
+    kernel_run(load_for(path, engine), kernel);
+}
+
 fn lab_on_host(path: &str) {
-    let lab = load(path);
+    host_run(load(path));
+}
+
+fn host_run(lab: labgrade_spec::Lab) {
     let guest = common::host();
     let caps = GuestCapabilities::new(common::images());
     let report = run_lab(&guest, &lab, &caps);
@@ -60,7 +80,10 @@ fn lab_on_host(path: &str) {
 }
 
 fn lab_on_kernel(path: &str, kernel: &str) {
-    let lab = load(path);
+    kernel_run(load(path), kernel);
+}
+
+fn kernel_run(lab: labgrade_spec::Lab, kernel: &str) {
     let guest = common::qemu_guest_with(kernel, |c| c.disks_per_session = lab.disks.len())
         .unwrap_or_else(|reason| panic!("{reason}"));
     let caps = GuestCapabilities::new(common::images());

@@ -237,6 +237,7 @@ mod tests {
                     Ok(TreeSnapshot { entries }),
                 )],
                 duration_ms: 1,
+                engine: None,
             }],
             probe_ms: 0,
             duration_ms: 1,

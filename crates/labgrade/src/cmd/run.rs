@@ -53,11 +53,38 @@ pub struct RunArgs {
     /// The labs directory (one subdirectory per lesson).
     #[arg(long, default_value = crate::labs::DEFAULT_LABS_DIR)]
     labs: PathBuf,
+    /// Container labs run on these engines (each engine's run is its own result; one that is
+    /// not installed is skipped with the reason).
+    #[arg(long, value_enum, default_value = "both")]
+    engine: EngineChoice,
+}
+
+/// `--engine`: which engines container labs run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineChoice {
+    /// Docker only.
+    Docker,
+    /// Podman only.
+    Podman,
+    /// Both (the default).
+    Both,
+}
+
+impl EngineChoice {
+    /// Whether a lab (run on `engine`, if any) is kept.
+    pub fn keeps(self, engine: Option<labgrade_proto::Engine>) -> bool {
+        match (self, engine) {
+            (_, None) | (EngineChoice::Both, _) => true,
+            (EngineChoice::Docker, Some(e)) => e == labgrade_proto::Engine::Docker,
+            (EngineChoice::Podman, Some(e)) => e == labgrade_proto::Engine::Podman,
+        }
+    }
 }
 
 /// Runs the labs and renders the report; the exit code follows the documented contract.
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
-    let labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
+    let mut labs = crate::labs::select(&args.labs, &args.labs_wanted)?;
+    labs.retain(|l| args.engine.keeps(l.engine));
     let mut options = RunOptions::new(crate::guests::image_cache()?);
     if let Some(j) = args.jobs {
         options.jobs = j.max(1);

@@ -16,6 +16,14 @@ pub fn labs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../labs")
 }
 
+/// A pending lab file (a fixture), as a path `labgrade run` takes.
+pub fn pending_lab() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pending/01-not-yet.toml")
+        .display()
+        .to_string()
+}
+
 /// The host guest, agent from this build.
 pub fn host() -> HostGuest {
     HostGuest::new(exe())

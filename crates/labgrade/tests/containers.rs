@@ -1,0 +1,285 @@
+//! Container engines (issue 10): what labgrade starts for an engine lab, it stops; and a SIGKILL
+//! of labgrade mid-lab leaves no container, engine daemon, mount or data root behind, because
+//! the engine runs inside the lab's session (its pid and mount namespaces, its tmpfs).
+//!
+//! These tests watch machine-wide state (processes, /run, cgroup directories), so they run one
+//! at a time and apart from other engine labs: nextest's `container-engines` test group
+//! (.config/nextest.toml). (No test here is named `sigkill...`: that would put it in the
+//! `kill-and-watch` group instead, beside running engine labs.)
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// pid -> (ppid, cmdline) for every process.
+fn processes() -> HashMap<i32, (i32, String)> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .trim()
+            .to_owned();
+        out.insert(pid, (ppid, cmdline));
+    }
+    out
+}
+
+fn descendants(root: i32) -> Vec<(i32, String)> {
+    let procs = processes();
+    let mut found = vec![root];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for (pid, (ppid, cmd)) in &procs {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+                out.push((*pid, cmd.clone()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What an engine could leave on the host outside the session: its processes, its runtime
+/// and state directories, podman's locks and blob cache, dockerd's key, its cgroup parents.
+#[derive(Debug, PartialEq, Eq)]
+struct HostState {
+    engine_processes: Vec<String>,
+    paths: Vec<PathBuf>,
+}
+
+fn host_state() -> HostState {
+    let mut engine_processes: Vec<String> = processes()
+        .into_values()
+        .map(|(_, cmd)| cmd)
+        .filter(|cmd| {
+            let exe = cmd.split_whitespace().next().unwrap_or_default();
+            let name = Path::new(exe)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            [
+                "dockerd",
+                "containerd",
+                "containerd-shim-runc-v2",
+                "conmon",
+                "podman",
+            ]
+            .contains(&name.as_str())
+        })
+        .collect();
+    engine_processes.sort();
+    let mut paths: Vec<PathBuf> = [
+        "/run/containerd",
+        "/run/docker",
+        "/run/docker.sock",
+        "/run/libpod",
+        "/run/containers",
+        "/var/lib/docker",
+        "/var/lib/containers",
+        "/var/lib/containerd",
+        "/etc/docker/key.json",
+        "/dev/shm/libpod_lock",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.exists())
+    .collect();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for parent in ["docker", "libpod_parent"] {
+            let p = hierarchy.path().join(parent);
+            if p.is_dir() {
+                paths.push(p);
+            }
+        }
+    }
+    paths.sort();
+    HostState {
+        engine_processes,
+        paths,
+    }
+}
+
+fn lab_file(dir: &Path, engine: &str) -> PathBuf {
+    let lab = dir.join("01-hang.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            r#"title = "a container running, then a hang"
+lesson = {{ file = "none.md", section = "none" }}
+needs = ["overlay"]
+engines = ["{engine}"]
+snapshot = []
+[[step]]
+run = "$ENGINE run -d --name left --network none $IMAGE sleep 600"
+[[step]]
+run = "sleep 120"
+"#
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    lab
+}
+
+#[rstest::rstest]
+#[cfg_attr(not(labgrade_root), ignore = "container engines need real root")]
+#[cfg_attr(
+    not(labgrade_docker),
+    ignore = "docker is not installed (apt-get install docker.io)"
+)]
+#[cfg_attr(
+    not(labgrade_podman),
+    ignore = "podman is not installed (apt-get install podman runc)"
+)]
+fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
+    #[values("docker", "podman")] engine: &str,
+) {
+    let before = host_state();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lab = lab_file(dir.path(), engine);
+    let mut child = Command::new(common::exe())
+        .args(["run", lab.to_str().unwrap_or_default()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let labgrade = i32::try_from(child.id()).unwrap_or_default();
+    // Mid-lab: the engine is up, the container runs `sleep 600`, the session `sleep 120`.
+    let tree = wait_for(
+        "the lab to reach its sleep",
+        Duration::from_secs(60),
+        || {
+            let d = descendants(labgrade);
+            (d.iter().any(|(_, c)| c == "sleep 120") && d.iter().any(|(_, c)| c == "sleep 600"))
+                .then_some(d)
+        },
+    );
+    if engine == "docker" {
+        assert!(
+            tree.iter().any(|(_, c)| c.contains("dockerd")),
+            "labgrade started dockerd: {tree:?}"
+        );
+    }
+    assert!(
+        common::host_overlay_mounts().is_empty(),
+        "the container's overlay is not in the host's mount table"
+    );
+
+    kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait();
+    wait_for(
+        "every process of the lab, its engine and its container to die",
+        Duration::from_secs(20),
+        || {
+            tree.iter()
+                .all(|(p, _)| !Path::new(&format!("/proc/{p}")).exists())
+                .then_some(())
+        },
+    );
+    assert!(
+        common::host_overlay_mounts().is_empty(),
+        "after SIGKILL, the host sees no overlay mount"
+    );
+    let after = host_state();
+    assert_eq!(
+        after.engine_processes, before.engine_processes,
+        "no engine process is left"
+    );
+    // The data root was on the session's tmpfs, gone with its mount namespace; nothing of the
+    // engine was ever written to the host's /run, /var/lib, /etc/docker or /dev/shm. (Empty
+    // cgroup directories the kernel keeps are swept only by a clean stop: see below.)
+    let outside_cgroups = |s: &HostState| -> Vec<PathBuf> {
+        s.paths
+            .iter()
+            .filter(|p| !p.starts_with("/sys/fs/cgroup"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(outside_cgroups(&after), outside_cgroups(&before));
+}
+
+#[rstest::rstest]
+#[cfg_attr(not(labgrade_root), ignore = "container engines need real root")]
+#[cfg_attr(
+    not(labgrade_docker),
+    ignore = "docker is not installed (apt-get install docker.io)"
+)]
+#[cfg_attr(
+    not(labgrade_podman),
+    ignore = "podman is not installed (apt-get install podman runc)"
+)]
+fn a_finished_engine_lab_leaves_nothing_not_even_cgroups(
+    #[values("docker", "podman")] engine: &str,
+) {
+    let before = host_state();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lab = dir.path().join("01-left.toml");
+    // The container is left running at the end, as a student would leave it.
+    std::fs::write(
+        &lab,
+        format!(
+            "title = \"t\"\nlesson = {{ file = \"l\", section = \"s\" }}\nengines = [\"{engine}\"]\n\
+             snapshot = []\n[[step]]\nrun = \"$ENGINE run -d --name left --network none $IMAGE sleep 600\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(common::exe())
+        .args(["run", lab.to_str().unwrap_or_default()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Nothing new; an earlier killed run's old empty cgroups may even have been swept.
+    let after = host_state();
+    assert_eq!(after.engine_processes, before.engine_processes);
+    let new: Vec<&PathBuf> = after
+        .paths
+        .iter()
+        .filter(|p| !before.paths.contains(p))
+        .collect();
+    assert!(new.is_empty(), "the engine left {new:?} behind");
+    assert!(common::host_overlay_mounts().is_empty());
+}
