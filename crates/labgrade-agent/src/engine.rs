@@ -471,8 +471,18 @@ fn remove_new_cgroups(before: &[PathBuf]) {
             let _ = fs::remove_dir(dir);
         }
     }
-    for dir in engine_cgroups() {
-        rmdir_tree(&dir, !before.contains(&dir));
+    // A container killed a moment ago may still be leaving its cgroup (the kernel refuses the
+    // rmdir until its last task is gone): try again, for a bounded while, until no new one is left.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        for dir in engine_cgroups() {
+            rmdir_tree(&dir, !before.contains(&dir));
+        }
+        let left_new = engine_cgroups().iter().any(|d| !before.contains(d));
+        if !left_new || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

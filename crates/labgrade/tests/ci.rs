@@ -83,6 +83,9 @@ fn workflows_pass_actionlint_and_a_broken_one_does_not() {
 /// `binary-id test-name` of every test the archive's list selects, with these arguments.
 fn listed(archive: &Path, workspace: &Path, extra: &[&str]) -> Vec<String> {
     let out = Command::new("cargo")
+        // Not the profile of the nextest run this test is in (NEXTEST_PROFILE=ci under CI):
+        // the fixture workspace has only the default one.
+        .env_remove("NEXTEST_PROFILE")
         .args([
             "nextest",
             "list",
@@ -132,6 +135,7 @@ fn archive_partitions_together_run_every_test_exactly_once() {
     }
     let archive = dir.path().join("tests.tar.zst");
     let out = Command::new("cargo")
+        .env_remove("NEXTEST_PROFILE")
         .args(["nextest", "archive", "--offline", "--archive-file"])
         .arg(&archive)
         .arg("--target-dir")
