@@ -249,7 +249,8 @@ pub fn run(args: &SuiteArgs, m: &MatrixSettings<'_>) -> Result<ExitCode, CliErro
             .runs
             .iter()
             .filter(|r| r.status != SuiteStatus::Error)
-            .map(|r| (r.guest.clone(), r.duration_ms)),
+            // What the guest held its job slot for: the boot and the command.
+            .map(|r| (r.guest.clone(), r.boot_ms + r.duration_ms)),
     );
     let fail = |e: String| CliError::Output {
         path: "stdout".into(),
