@@ -9,72 +9,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// pid -> (ppid, cmdline) for every process.
-fn processes() -> HashMap<i32, (i32, String)> {
-    let mut out = HashMap::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline)
-            .replace('\0', " ")
-            .trim()
-            .to_owned();
-        out.insert(pid, (ppid, cmdline));
-    }
-    out
-}
-
-fn descendants(root: i32) -> Vec<(i32, String)> {
-    let procs = processes();
-    let mut found = vec![root];
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        for (pid, (ppid, cmd)) in &procs {
-            if *ppid == parent && !found.contains(pid) {
-                found.push(*pid);
-                out.push((*pid, cmd.clone()));
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "gave up waiting for {what} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// What an engine could leave on the host outside the session: its processes, its runtime
 /// and state directories, podman's locks and blob cache, dockerd's key, its cgroup parents.
@@ -85,7 +25,7 @@ struct HostState {
 }
 
 fn host_state() -> HostState {
-    let mut engine_processes: Vec<String> = processes()
+    let mut engine_processes: Vec<String> = common::processes()
         .into_values()
         .map(|(_, cmd)| cmd)
         .filter(|cmd| {
@@ -185,11 +125,11 @@ fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
         .unwrap_or_else(|e| panic!("{e}"));
     let labgrade = i32::try_from(child.id()).unwrap_or_default();
     // Mid-lab: the engine is up, the container runs `sleep 600`, the session `sleep 120`.
-    let tree = wait_for(
+    let tree = common::wait_for(
         "the lab to reach its sleep",
         Duration::from_secs(60),
         || {
-            let d = descendants(labgrade);
+            let d = common::descendants(labgrade);
             (d.iter().any(|(_, c)| c == "sleep 120") && d.iter().any(|(_, c)| c == "sleep 600"))
                 .then_some(d)
         },
@@ -207,7 +147,7 @@ fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
 
     kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
-    wait_for(
+    common::wait_for(
         "every process of the lab, its engine and its container to die",
         Duration::from_secs(20),
         || {

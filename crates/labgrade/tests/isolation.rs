@@ -4,76 +4,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// pid -> (ppid, cmdline with spaces) for every process.
-fn processes() -> HashMap<i32, (i32, String)> {
-    let mut out = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // The command name may hold spaces and parens: the ppid is the 2nd field after the last ')'.
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline)
-            .replace('\0', " ")
-            .trim()
-            .to_owned();
-        out.insert(pid, (ppid, cmdline));
-    }
-    out
-}
-
-fn descendants(root: i32) -> Vec<(i32, String)> {
-    let procs = processes();
-    let mut found = vec![root];
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        for (pid, (ppid, cmd)) in &procs {
-            if *ppid == parent && !found.contains(pid) {
-                found.push(*pid);
-                out.push((*pid, cmd.clone()));
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "gave up waiting for {what} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn loop_devices_backed_by(tag: &str) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/sys/block") else {
@@ -131,11 +67,11 @@ run = "sleep 120"
     let labgrade = i32::try_from(child.id()).unwrap_or_default();
 
     // Mid-lab: the session is asleep with its overlay and XFS mounted.
-    let tree = wait_for(
+    let tree = common::wait_for(
         "the lab to reach its sleep",
         Duration::from_secs(30),
         || {
-            let d = descendants(labgrade);
+            let d = common::descendants(labgrade);
             d.iter().any(|(_, cmd)| cmd == "sleep 120").then_some(d)
         },
     );
@@ -170,7 +106,7 @@ run = "sleep 120"
     kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
 
-    wait_for(
+    common::wait_for(
         "every process of the lab to die",
         Duration::from_secs(10),
         || {
@@ -181,7 +117,7 @@ run = "sleep 120"
             alive.is_empty().then_some(())
         },
     );
-    wait_for("the loop device to detach", Duration::from_secs(10), || {
+    common::wait_for("the loop device to detach", Duration::from_secs(10), || {
         loop_devices_backed_by(&tag).is_empty().then_some(())
     });
     assert!(
@@ -315,8 +251,8 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let labgrade = i32::try_from(child.id()).unwrap_or_default();
-    let qemu = wait_for("qemu to start", Duration::from_secs(60), || {
-        descendants(labgrade)
+    let qemu = common::wait_for("qemu to start", Duration::from_secs(60), || {
+        common::descendants(labgrade)
             .into_iter()
             .find(|(_, cmd)| cmd.starts_with("qemu-system-x86_64"))
             .map(|(p, _)| p)
@@ -329,7 +265,7 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
     );
     kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
-    wait_for("qemu to die with labgrade", Duration::from_secs(10), || {
+    common::wait_for("qemu to die with labgrade", Duration::from_secs(10), || {
         (!Path::new(&format!("/proc/{qemu}")).exists()).then_some(())
     });
     common::assert_empty_dir(&tmp, "temp files left behind");

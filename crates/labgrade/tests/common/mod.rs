@@ -195,3 +195,72 @@ pub fn assert_no_half_written_cache_files() {
         .collect();
     assert!(partial.is_empty(), "half-written cache files: {partial:?}");
 }
+
+/// pid -> (ppid, cmdline) for every process.
+pub fn processes() -> std::collections::HashMap<i32, (i32, String)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name may hold spaces and parens: the ppid is the 2nd field after the last ')'.
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .trim()
+            .to_owned();
+        out.insert(pid, (ppid, cmdline));
+    }
+    out
+}
+
+/// Every process descended from `root`, with its command line.
+pub fn descendants(root: i32) -> Vec<(i32, String)> {
+    let procs = processes();
+    let mut found = vec![root];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        for (pid, (ppid, cmd)) in &procs {
+            if *ppid == parent && !found.contains(pid) {
+                found.push(*pid);
+                out.push((*pid, cmd.clone()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Polls `probe` until it answers, failing the test after `limit`.
+pub fn wait_for<T>(
+    what: &str,
+    limit: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
