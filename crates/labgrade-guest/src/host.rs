@@ -1,10 +1,10 @@
 //! The `host` guest: the agent runs on this machine, in private namespaces of its own.
 
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 
@@ -60,7 +60,7 @@ impl Guest for HostGuest {
             source,
         })?;
         tracing::debug!(pid = child.id(), "started agent");
-        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+        let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(GuestError::Agent {
@@ -68,19 +68,7 @@ impl Guest for HostGuest {
                 stderr: String::new(),
             });
         };
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
+        let log = crate::collect_stderr(stderr);
         // Disks come from the default provider: the agent copies each image onto its own
         // tmpfs and attaches a loop device to it.
         AgentSession::establish(

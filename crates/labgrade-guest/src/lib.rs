@@ -8,7 +8,7 @@ mod host;
 mod session;
 
 pub use host::HostGuest;
-pub use session::{AgentSession, DiskProvider};
+pub use session::{AgentSession, DiskProvider, collect_stderr};
 
 /// Something labs can run on.
 pub trait Guest: Send + Sync + std::fmt::Debug {

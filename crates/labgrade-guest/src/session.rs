@@ -280,3 +280,23 @@ impl AgentSession {
         GuestError::Agent { message, stderr }
     }
 }
+
+/// Drains an agent's stderr on a thread of its own into a shared log, so a full pipe never
+/// stalls the agent and an error can quote what it said. Every transport (a local child, SSH)
+/// hands its agent's stderr here.
+pub fn collect_stderr(mut stderr: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut s) = sink.lock() {
+                s.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    });
+    log
+}

@@ -18,7 +18,7 @@ mod ssh;
 mod vagrantfile;
 
 use std::collections::HashSet;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -448,7 +448,7 @@ impl Machine {
             exe: "ssh".into(),
             source,
         })?;
-        let (Some(stdin), Some(stdout), Some(mut stderr)) =
+        let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(GuestError::Agent {
@@ -456,19 +456,7 @@ impl Machine {
                 stderr: String::new(),
             });
         };
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut s) = sink.lock() {
-                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            }
-        });
+        let log = labgrade_guest::collect_stderr(stderr);
         let writer = MirroringWriter {
             machine: Arc::clone(self),
             inner: stdin,
