@@ -6,9 +6,11 @@
 
 mod host;
 mod session;
+mod shell;
 
 pub use host::HostGuest;
 pub use session::{AgentSession, DiskProvider, collect_stderr};
+pub use shell::shell_quote;
 
 /// Something labs can run on.
 pub trait Guest: Send + Sync + std::fmt::Debug {

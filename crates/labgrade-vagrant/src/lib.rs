@@ -26,12 +26,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use labgrade_elf::GlibcVersion;
-use labgrade_guest::{AgentSession, Guest, GuestError};
+use labgrade_guest::{AgentSession, Guest, GuestError, shell_quote};
 use labgrade_proto::{DiskSource, Request};
 use nix::sys::signal::Signal;
 use sha2::{Digest, Sha256};
 
-pub use ssh::{HOST_ALIAS, labgrade_ssh_config, shell_quote};
+pub use ssh::{HOST_ALIAS, labgrade_ssh_config};
 pub use vagrantfile::{BoxSource, domain_name, vagrantfile};
 
 /// The libvirt network vagrant-libvirt makes (and removes with its last machine) for SSH.

@@ -66,19 +66,6 @@ pub fn labgrade_ssh_config(
     Ok(out)
 }
 
-/// Quotes one word for a POSIX shell (the remote side of every SSH command is `sh -c`).
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,12 +105,5 @@ mod tests {
         let two = format!("{VAGRANT}Host other\n  HostName 10.0.0.9\n");
         let config = labgrade_ssh_config(&two, Path::new("/s")).unwrap_or_default();
         assert!(!config.contains("10.0.0.9"), "{config}");
-    }
-
-    #[test]
-    fn quoting_survives_the_remote_shell() {
-        assert_eq!(shell_quote("/var/tmp/x"), "/var/tmp/x");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 }

@@ -31,19 +31,6 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
-/// Quotes one word for `sh`.
-pub(crate) fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 /// Runs the command, prints its stdout and stderr, and exits with its exit code.
 pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
     let mut options = crate::guests::GuestOptions::for_labs(args.accel, 1, &[], None);
@@ -54,7 +41,7 @@ pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
     let script = args
         .command
         .iter()
-        .map(|w| shell_quote(w))
+        .map(|w| labgrade_guest::shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
     let mut print = |stream: &str, data: &str| {
@@ -84,17 +71,4 @@ pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
             .exit_code
             .map_or(255, |c| u8::try_from(c).unwrap_or(255)),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_quote;
-
-    #[test]
-    fn words_are_quoted_for_sh() {
-        assert_eq!(shell_quote("uname"), "uname");
-        assert_eq!(shell_quote("-r"), "-r");
-        assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
-        assert_eq!(shell_quote(""), "''");
-    }
 }

@@ -154,7 +154,7 @@ pub fn run(args: &SuiteArgs, m: &MatrixSettings<'_>) -> Result<ExitCode, CliErro
     let script = args
         .command
         .iter()
-        .map(|w| crate::cmd::exec::shell_quote(w))
+        .map(|w| labgrade_guest::shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
     let mut guests: Vec<Mutex<Option<Result<ResolvedGuest, String>>>> = Vec::new();
@@ -432,7 +432,7 @@ impl KernelJob<'_> {
     fn read_results(&self, session: &mut labgrade_guest::AgentSession, path: &str) -> SuiteResults {
         let mut text = String::new();
         let mut stderr = String::new();
-        let script = format!("cat -- {}", crate::cmd::exec::shell_quote(path));
+        let script = format!("cat -- {}", labgrade_guest::shell_quote(path));
         let outcome = session.run_step(
             2,
             &script,
