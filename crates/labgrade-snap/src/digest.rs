@@ -21,10 +21,12 @@ use sha2::{Digest, Sha256};
 
 use crate::{SnapError, hex, io_err};
 
-/// Files at least this big are worth waiting for the file clock to move past (one tick, a few
-/// ms): hashing one twice (a 50 MiB layer) costs more than the wait; smaller ones are hashed
-/// again instead.
-const WAIT_FOR_AT_LEAST: u64 = 1 << 20;
+/// Files at least this big are worth waiting for the file clock to move past (up to one tick:
+/// 4 ms at HZ=250): hashing one again at its next look (a 50 MiB layer, ~30 ms) costs more than
+/// the wait. Below it a second hash costs less than the wait (SHA-256 runs at 1-2 GB/s here:
+/// 16 MiB in about 10 ms, 1 MiB in under one), and a file looked at once never pays it; at 1 MiB
+/// the wait alone made the host lesson 14% slower (scripts/bench-lesson).
+const WAIT_FOR_AT_LEAST: u64 = 16 << 20;
 
 /// The longest a big file's digest waits for the file clock; past it, it is used once.
 const LONGEST_WAIT: Duration = Duration::from_millis(100);
