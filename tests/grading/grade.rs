@@ -3,7 +3,7 @@
 //! and try to leave the sandbox. Each must score exactly what its real work earns, end within
 //! its limits, and leave the host as it was (files, mounts, processes, loop devices, cgroups).
 
-mod common;
+use labgrade_test_support as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,13 +13,11 @@ use rstest::rstest;
 use serial_test::file_serial;
 
 fn assignment_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assignments/overlay-basics")
+    support::workspace_root().join("assignments/overlay-basics")
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/grade")
-        .join(name)
+    support::suite_dir().join("fixtures/grade").join(name)
 }
 
 fn assignment() -> Assignment {
@@ -39,7 +37,7 @@ fn fast_assignment(name: &str) -> Assignment {
 }
 
 fn grade(a: &Assignment, submission: &Path) -> GradeReport {
-    let r = labgrade_grade::grade_submission(&common::host(), a, submission);
+    let r = labgrade_grade::grade_submission(&support::host(), a, submission);
     eprint!("{}", labgrade_grade::render::render_human(&r));
     assert_eq!(r.status, GradeStatus::Graded, "not graded: {:?}", r.reason);
     r
@@ -157,7 +155,7 @@ fn host_state() -> HostState {
     }
     HostState {
         files,
-        overlay_mounts: common::host_overlay_mounts(),
+        overlay_mounts: support::host_overlay_mounts(),
         mount_count: mountinfo.lines().count(),
         sandbox_processes,
         loop_devices,
@@ -299,7 +297,7 @@ fn an_unprivileged_grader_scores_as_root_does_in_a_nested_user_namespace(
             UNPRIVILEGED,
             "--clear-groups",
         ])
-        .arg(common::exe())
+        .arg(support::exe())
         .args(["grade", "--format", "json", "--assignment"])
         .arg(assignment_dir())
         .arg("--submission")
@@ -310,7 +308,7 @@ fn an_unprivileged_grader_scores_as_root_does_in_a_nested_user_namespace(
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not a report ({e}); stderr:\n{stderr}"));
-    common::assert_matches_schema("grade-report.schema.json", &report);
+    support::assert_matches_schema("grade-report.schema.json", &report);
     assert_eq!(report["status"], "graded", "{report:#}");
     assert_eq!(report["score"], want, "{report:#}");
     assert_eq!(before, after, "the host changed");
@@ -425,7 +423,7 @@ fn a_batch_writes_results_atomically_resumes_and_marks_grader_errors() {
         }
     }
     let grade_cli = |extra: &[&str]| {
-        let o = std::process::Command::new(common::exe())
+        let o = std::process::Command::new(support::exe())
             .args(["grade", "--assignment"])
             .arg(assignment_dir())
             .arg("--submissions")
@@ -457,7 +455,7 @@ fn a_batch_writes_results_atomically_resumes_and_marks_grader_errors() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&kept).unwrap_or_else(|e| panic!("{e}")))
             .unwrap_or_else(|e| panic!("{e}"));
-    common::assert_matches_schema("grade-report.schema.json", &report);
+    support::assert_matches_schema("grade-report.schema.json", &report);
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let first = mtime(&kept);
     assert_eq!(grade_cli(&[]), Some(1));
@@ -467,7 +465,7 @@ fn a_batch_writes_results_atomically_resumes_and_marks_grader_errors() {
     // A grader failure (here: a submission that is not a directory) is `error`, never a 0.
     let broken = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let a = assignment();
-    let r = labgrade_grade::grade_submission(&common::host(), &a, &broken.path().join("gone"));
+    let r = labgrade_grade::grade_submission(&support::host(), &a, &broken.path().join("gone"));
     assert_eq!(r.status, GradeStatus::Error);
     assert_eq!(r.score, None);
 }
@@ -483,7 +481,7 @@ fn a_batch_writes_results_atomically_resumes_and_marks_grader_errors() {
     ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
 )]
 fn a_submission_graded_on_qemu_debian_6_1_scores_as_on_the_host() {
-    let guest = common::qemu_guest("debian:6.1", 1).unwrap_or_else(|reason| panic!("{reason}"));
+    let guest = support::qemu_guest("debian:6.1", 1).unwrap_or_else(|reason| panic!("{reason}"));
     let a = assignment();
     for name in ["wrong-layers", "fake-score"] {
         let on_host = grade(&a, &fixture(name));
@@ -509,7 +507,7 @@ fn a_broken_assignment_exits_2_naming_file_line_and_column() {
         .unwrap_or_else(|e| panic!("{e}"))
         .replacen("points = 25", "points = 26", 1);
     std::fs::write(dir.path().join("assignment.toml"), text).unwrap_or_else(|e| panic!("{e}"));
-    let o = std::process::Command::new(common::exe())
+    let o = std::process::Command::new(support::exe())
         .args(["grade", "--assignment"])
         .arg(dir.path())
         .arg("--submission")

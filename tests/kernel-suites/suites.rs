@@ -2,7 +2,7 @@
 //! across the kernel matrix, with a writable overlay root, shared directories, JUnit results,
 //! timeouts, and nothing left behind on the host, not even when labgrade is killed.
 
-mod common;
+use labgrade_test_support as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 fn suite(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/suites")
+    support::suite_dir()
+        .join("fixtures/suites")
         .join(name)
         .display()
         .to_string()
@@ -24,13 +24,13 @@ fn suite(name: &str) -> String {
 /// Every kernel in `kernels` is cached and QEMU is installed; else why not (fatal in CI).
 fn kernels_ready(kernels: &[&str]) -> Result<(), String> {
     for k in kernels {
-        common::qemu_guest(k, 1).map(drop)?;
+        support::qemu_guest(k, 1).map(drop)?;
     }
     Ok(())
 }
 
 fn labgrade(args: &[&str]) -> Output {
-    Command::new(common::exe())
+    Command::new(support::exe())
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run labgrade: {e}"))
@@ -84,7 +84,7 @@ fn qemu_processes(tag: &str) -> Vec<String> {
         .collect()
 }
 
-const FOUR: [&str; 4] = common::KERNELS;
+const FOUR: [&str; 4] = support::KERNELS;
 
 #[test]
 #[cfg_attr(
@@ -383,7 +383,7 @@ fn sigkill_mid_suite_matrix_leaves_no_qemu_no_overlay_upper_and_no_temp_dir() {
     let tag = shared.display().to_string();
     let uppers_before = memfd_holders("labgrade-upper");
     let script = suite("hangs.sh");
-    let mut child = Command::new(common::exe())
+    let mut child = Command::new(support::exe())
         .args([
             "matrix",
             "--accel",
@@ -443,9 +443,9 @@ fn sigkill_mid_suite_matrix_leaves_no_qemu_no_overlay_upper_and_no_temp_dir() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    common::assert_empty_dir(&tmp, "temp files left behind");
-    common::assert_empty_dir(&shared, "files left in the shared directory");
-    common::assert_no_half_written_cache_files();
+    support::assert_empty_dir(&tmp, "temp files left behind");
+    support::assert_empty_dir(&shared, "files left in the shared directory");
+    support::assert_no_half_written_cache_files();
 }
 
 #[test]

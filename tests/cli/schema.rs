@@ -1,12 +1,10 @@
 //! The committed JSON Schemas are the ones the types generate. To accept a deliberate change to
-//! the contract: `LABGRADE_UPDATE_SCHEMA=1 cargo nextest run -p labgrade --test schema`, then review the
+//! the contract: `LABGRADE_UPDATE_SCHEMA=1 cargo nextest run -p cli --test schema`, then review the
 //! diff (and bump `SCHEMA_VERSION` if a field was renamed, removed or changed meaning).
 
-use std::path::Path;
-
 fn check(file: &str, schema: serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../labgrade-report/schema")
+    let path = labgrade_test_support::workspace_root()
+        .join("crates/labgrade-report/schema")
         .join(file);
     let generated = serde_json::to_string_pretty(&schema).unwrap_or_else(|e| panic!("{e}")) + "\n";
     if std::env::var_os("LABGRADE_UPDATE_SCHEMA").is_some() {

@@ -5,15 +5,15 @@
 //!
 //! Needs root: the lesson mounts overlays (in the host guest's private namespaces).
 
-mod common;
+use labgrade_test_support as support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    support::workspace_root()
 }
 
 fn lesson_07() -> PathBuf {
@@ -32,7 +32,7 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs `labgrade drift ARGS --format json`: exit code and report.
 fn drift(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(common::exe())
+    let out = Command::new(support::exe())
         .arg("drift")
         .args(args)
         .args(["--format", "json"])
@@ -83,7 +83,7 @@ fn block_at(report: &Value, line: u64) -> &Value {
     ignore = "needs root: the lesson's blocks mount overlays as root"
 )]
 fn lesson_07_on_the_host_diverges_only_as_the_baseline_explains() {
-    let before = common::host_overlay_mounts();
+    let before = support::host_overlay_mounts();
     let lesson = lesson_07();
     let baseline = baseline_07();
     let (code, report) = drift(&[
@@ -132,7 +132,7 @@ fn lesson_07_on_the_host_diverges_only_as_the_baseline_explains() {
         .count();
     assert_eq!(accepted, 5);
     assert_eq!(
-        common::host_overlay_mounts(),
+        support::host_overlay_mounts(),
         before,
         "overlay mounts left on the host"
     );
@@ -214,7 +214,7 @@ fn fix_diff_prints_the_change_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let copy = dir.path().join("zh.md");
     std::fs::copy(fixture("zh-drift.md"), &copy).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(common::exe())
+    let out = Command::new(support::exe())
         .args(["drift", &copy.display().to_string(), "--fix", "--diff"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -315,7 +315,7 @@ fn bad_input_exits_2_naming_the_file() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let run = |args: &[&str]| {
-        let out = Command::new(common::exe())
+        let out = Command::new(support::exe())
             .arg("drift")
             .args(args)
             .output()
@@ -359,7 +359,7 @@ fn bad_input_exits_2_naming_the_file() {
 fn lesson_07_on_each_kernel_diverges_only_as_the_baseline_explains(
     #[values("debian:5.10", "debian:6.1", "debian:6.12", "debian:7")] kernel: &str,
 ) {
-    if let Err(why) = common::qemu_guest(kernel, 1) {
+    if let Err(why) = support::qemu_guest(kernel, 1) {
         panic!("needs QEMU and the kernel: {why}");
     }
     let (code, report) = drift(&[

@@ -1,17 +1,25 @@
 //! The command line as users and other tools meet it: exit codes, formats, errors that point at
 //! the file, and a deliberately broken lab that must fail with a readable diff.
 
-mod common;
+use labgrade_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn labgrade(args: &[&str]) -> Output {
-    Command::new(common::exe())
+    Command::new(support::exe())
         .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .current_dir(support::workspace_root())
         .output()
         .unwrap_or_else(|e| panic!("cannot run labgrade: {e}"))
+}
+
+/// A pending lab file (a fixture), as a path `labgrade run` takes.
+fn pending_lab() -> String {
+    support::suite_dir()
+        .join("fixtures/pending/01-not-yet.toml")
+        .display()
+        .to_string()
 }
 
 fn text(b: &[u8]) -> String {
@@ -21,7 +29,7 @@ fn text(b: &[u8]) -> String {
 /// A copy of the quick start whose expected upper content is wrong, in its own lesson dir.
 fn broken_quick_start(dir: &Path) -> std::path::PathBuf {
     let original = std::fs::read_to_string(
-        common::labs_dir().join("07-overlay-filesystems/01-quick-start.toml"),
+        support::labs_dir().join("07-overlay-filesystems/01-quick-start.toml"),
     )
     .unwrap_or_else(|e| panic!("quick start lab missing: {e}"));
     let wrong = original.replace(
@@ -74,7 +82,7 @@ fn a_broken_lab_fails_with_exit_1_and_a_readable_diff() {
 #[test]
 fn json_carries_ids_statuses_checks_and_durations() {
     // A pending lab (a fixture: every lab of the lesson runs now) is a skip with its reason.
-    let pending = common::pending_lab();
+    let pending = pending_lab();
     let out = labgrade(&["run", "quick-start", &pending, "--format", "json"]);
     assert!(
         matches!(out.status.code(), Some(0)),
@@ -102,14 +110,14 @@ fn json_carries_ids_statuses_checks_and_durations() {
             .is_some_and(|r| r.starts_with("pending: "))
     );
     assert_eq!(v["schema_version"], labgrade_report::SCHEMA_VERSION);
-    common::assert_matches_schema("run-report.schema.json", &v);
+    support::assert_matches_schema("run-report.schema.json", &v);
 }
 
 #[test]
 fn junit_has_one_case_per_lab_and_the_skip_reason() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let report = dir.path().join("junit.xml");
-    let pending = common::pending_lab();
+    let pending = pending_lab();
     let out = labgrade(&[
         "run",
         "quick-start",
@@ -231,7 +239,7 @@ fn list_names_every_lab_with_its_needs() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     let labs =
-        std::fs::read_dir(common::labs_dir().join("07-overlay-filesystems")).map_or(0, |d| {
+        std::fs::read_dir(support::labs_dir().join("07-overlay-filesystems")).map_or(0, |d| {
             d.filter(|e| {
                 e.as_ref()
                     .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "toml"))
@@ -239,7 +247,7 @@ fn list_names_every_lab_with_its_needs() {
             .count()
         });
     // A lab with `engines` is one line per engine.
-    let engine_runs = labgrade_spec::load_dir(&common::labs_dir().join("07-overlay-filesystems"))
+    let engine_runs = labgrade_spec::load_dir(&support::labs_dir().join("07-overlay-filesystems"))
         .map_or(0, |l| l.len());
     assert!(engine_runs > labs, "some labs run per engine");
     assert_eq!(stdout.lines().count(), engine_runs);
@@ -310,5 +318,5 @@ fn matrix_json_carries_its_schema_version_and_matches_the_schema() {
         v["columns"][0]["run"]["schema_version"],
         labgrade_report::SCHEMA_VERSION
     );
-    common::assert_matches_schema("matrix-report.schema.json", &v);
+    support::assert_matches_schema("matrix-report.schema.json", &v);
 }

@@ -7,7 +7,7 @@
 //! (.config/nextest.toml). (No test here is named `sigkill...`: that would put it in the
 //! `kill-and-watch` group instead, beside running engine labs.)
 
-mod common;
+use labgrade_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,7 +25,7 @@ struct HostState {
 }
 
 fn host_state() -> HostState {
-    let mut engine_processes: Vec<String> = common::processes()
+    let mut engine_processes: Vec<String> = support::processes()
         .into_values()
         .map(|(_, cmd)| cmd)
         .filter(|cmd| {
@@ -117,7 +117,7 @@ fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
     let before = host_state();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let lab = lab_file(dir.path(), engine);
-    let mut child = Command::new(common::exe())
+    let mut child = Command::new(support::exe())
         .args(["run", lab.to_str().unwrap_or_default()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -125,11 +125,11 @@ fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
         .unwrap_or_else(|e| panic!("{e}"));
     let labgrade = i32::try_from(child.id()).unwrap_or_default();
     // Mid-lab: the engine is up, the container runs `sleep 600`, the session `sleep 120`.
-    let tree = common::wait_for(
+    let tree = support::wait_for(
         "the lab to reach its sleep",
         Duration::from_secs(60),
         || {
-            let d = common::descendants(labgrade);
+            let d = support::descendants(labgrade);
             (d.iter().any(|(_, c)| c == "sleep 120") && d.iter().any(|(_, c)| c == "sleep 600"))
                 .then_some(d)
         },
@@ -141,13 +141,13 @@ fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
         );
     }
     assert!(
-        common::host_overlay_mounts().is_empty(),
+        support::host_overlay_mounts().is_empty(),
         "the container's overlay is not in the host's mount table"
     );
 
     kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
-    common::wait_for(
+    support::wait_for(
         "every process of the lab, its engine and its container to die",
         Duration::from_secs(20),
         || {
@@ -157,7 +157,7 @@ fn killed_mid_engine_lab_labgrade_leaves_no_container_daemon_mount_or_data_root(
         },
     );
     assert!(
-        common::host_overlay_mounts().is_empty(),
+        support::host_overlay_mounts().is_empty(),
         "after SIGKILL, the host sees no overlay mount"
     );
     let after = host_state();
@@ -203,7 +203,7 @@ fn a_finished_engine_lab_leaves_nothing_not_even_cgroups(
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(common::exe())
+    let out = Command::new(support::exe())
         .args(["run", lab.to_str().unwrap_or_default()])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
@@ -221,5 +221,5 @@ fn a_finished_engine_lab_leaves_nothing_not_even_cgroups(
         .filter(|p| !before.paths.contains(p))
         .collect();
     assert!(new.is_empty(), "the engine left {new:?} behind");
-    assert!(common::host_overlay_mounts().is_empty());
+    assert!(support::host_overlay_mounts().is_empty());
 }

@@ -1,27 +1,120 @@
-//! Helpers shared by the integration tests: the binary, the labs, the guests.
+//! What the test suites under `tests/` share: the binary under test, the checkout, the guests
+//! built as `labgrade --guest` builds them, and the checks several suites make of the host
+//! (nothing left mounted, running or half-written). One copy, so a suite never grows its own.
 
-#![allow(dead_code)]
-
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 use labgrade_guest::HostGuest;
 
-/// The `labgrade` binary cargo built for these tests; the host guest starts its agent from it.
+/// The `labgrade` binary the suites run, built from this checkout.
+///
+/// Cargo hands `CARGO_BIN_EXE_*` only to a package's own tests, and each suite is a package of
+/// its own: the binary is the one beside the test binaries (`<target>/<profile>/labgrade`),
+/// brought up to date there once per test run (`cargo build -p labgrade`, a no-op when fresh),
+/// so `cargo nextest run -p labs` never tests a stale binary. Where the tests run from an
+/// extracted `cargo nextest archive` (no cargo fingerprints beside them) the archived binary is
+/// used as it is. `LABGRADE_TEST_BIN` names a binary to use instead.
 pub fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_labgrade"))
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| locate_binary().unwrap_or_else(|e| panic!("{e}")))
+        .clone()
+}
+
+fn locate_binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("LABGRADE_TEST_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let test_exe = std::env::current_exe().map_err(|e| format!("no test binary path: {e}"))?;
+    // <target>/<profile>/deps/<suite>-<hash>
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("{} is not in a cargo target dir", test_exe.display()))?;
+    let bin = profile_dir.join("labgrade");
+    if profile_dir.join(".fingerprint").is_dir() {
+        build_once(profile_dir)?;
+    }
+    if !bin.is_file() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build -p labgrade`, or name one in \
+             LABGRADE_TEST_BIN",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+/// `cargo build -p labgrade` into the target dir the tests were built in, once per nextest run
+/// (the first test to get the lock builds; the others find the run's stamp).
+fn build_once(profile_dir: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, Write};
+    let lock_path = profile_dir.join("labgrade-test-build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+    let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("{}: {e}", lock_path.display()))?;
+    let run = std::env::var("NEXTEST_RUN_ID").ok();
+    let mut stamp = String::new();
+    let _ = lock.read_to_string(&mut stamp);
+    if run.as_deref().is_some_and(|r| r == stamp) {
+        return Ok(());
+    }
+    let target_dir = profile_dir
+        .parent()
+        .ok_or_else(|| format!("{} has no target dir", profile_dir.display()))?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    // --frozen: the run that built these tests resolved and fetched everything already.
+    let out = Command::new(&cargo)
+        .args([
+            "build", "--frozen", "-q", "-p", "labgrade", "--bin", "labgrade",
+        ])
+        .args(["--profile", &profile])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", Path::new(&cargo).display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build -p labgrade failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if let Some(run) = run {
+        let _ = lock.set_len(0);
+        let _ = lock.rewind();
+        let _ = lock.write_all(run.as_bytes());
+    }
+    Ok(())
+}
+
+/// The checkout's root: tests run from `tests/<suite>/`, or from a remapped checkout when they
+/// come from an archive (cargo and nextest both set `CARGO_MANIFEST_DIR` at run time).
+pub fn workspace_root() -> PathBuf {
+    suite_dir().join("../..")
+}
+
+/// The running suite's own directory (`tests/<suite>`), where its fixtures are.
+pub fn suite_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_owned())
 }
 
 /// The repository's `labs/` directory.
 pub fn labs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../labs")
-}
-
-/// A pending lab file (a fixture), as a path `labgrade run` takes.
-pub fn pending_lab() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/pending/01-not-yet.toml")
-        .display()
-        .to_string()
+    workspace_root().join("labs")
 }
 
 /// The host guest, agent from this build.
@@ -122,39 +215,11 @@ pub fn one_lab_run(
     }
 }
 
-/// Compares every snapshot a lab took with the committed one, named `LAB__SNAPSHOT__GUEST`;
-/// `on` (a kernel) is added to the snapshot's description.
-pub fn assert_snapshots(
-    lab: &labgrade_spec::Lab,
-    report: &labgrade_report::LabReport,
-    guest: &str,
-    on: Option<&str>,
-) {
-    for snap in &report.snapshots {
-        let name = format!(
-            "{}__{}__{guest}",
-            lab.id,
-            snap.name.replace(['@', '/'], "_")
-        );
-        let description = match on {
-            Some(kernel) => format!("{} ({}) on {kernel}", lab.title, snap.dir),
-            None => format!("{} ({})", lab.title, snap.dir),
-        };
-        insta::with_settings!({
-            snapshot_path => "../snapshots",
-            prepend_module_to_snapshot => false,
-            description => description,
-        }, {
-            insta::assert_snapshot!(name, snap.text);
-        });
-    }
-}
-
 /// Validates a JSON report against the committed schema `file` (under
 /// `crates/labgrade-report/schema/`), listing every violation.
 pub fn assert_matches_schema(file: &str, report: &serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../labgrade-report/schema")
+    let path = workspace_root()
+        .join("crates/labgrade-report/schema")
         .join(file);
     let schema: serde_json::Value = serde_json::from_slice(
         &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),

@@ -1,15 +1,15 @@
-//! Tells the integration tests what this machine can do, so a test that cannot do its work here
-//! shows as *ignored, with its reason* in the test runner's own summary instead of passing
-//! without having run. CI (root, everything installed) runs them all with `--run-ignored all`,
-//! and there a missing install step fails the run.
+//! What this machine can do, for the test suites' build scripts: each suite's `build.rs` calls
+//! [`emit`], so a test that cannot do its work here is compiled *ignored, with its reason* and
+//! shows so in the test runner's own summary instead of passing without having run. CI (root,
+//! everything installed) runs them all with `--run-ignored all`, and there a missing install
+//! step fails the run. The labs suite also calls [`write_lab_tests`].
 //!
 //! cfgs: `labgrade_root` (the tests run as root), `labgrade_qemu` (qemu-system-x86_64 is
 //! installed and the four kernels of the matrix are in the kernel cache), `labgrade_xfsprogs`
 //! (mkfs.xfs is installed), `labgrade_vagrant` (root, with vagrant, virsh, debootstrap and
 //! qemu-img installed: the offline box can be built and brought up), `labgrade_actionlint` and
-//! `labgrade_nextest` (actionlint, cargo-nextest on PATH: tests/ci.rs). It also writes
-//! `lab_tests.rs`: one test per lab file that is not pending, on the host and (with rstest) on
-//! each kernel, each ignored where it cannot run.
+//! `labgrade_nextest` (actionlint, cargo-nextest on PATH), `labgrade_docker` and
+//! `labgrade_podman` (the engine's programs are installed).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -149,7 +149,15 @@ fn lab_files(labs: &Path) -> Vec<LabFile> {
         .collect()
 }
 
-fn main() {
+/// What [`emit`] found: the reasons the suites' generated tests are ignored.
+#[derive(Debug)]
+pub struct Machine {
+    root: bool,
+    qemu_missing: Option<String>,
+}
+
+/// Prints the cfgs (and what to re-run on) for the build script calling it.
+pub fn emit() -> Machine {
     println!("cargo::rustc-check-cfg=cfg(labgrade_root)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_qemu)");
     println!("cargo::rustc-check-cfg=cfg(labgrade_xfsprogs)");
@@ -199,37 +207,52 @@ fn main() {
         println!("cargo::rustc-cfg=labgrade_nextest");
     }
     // ---- end vagrant guests ----
-    // Container engines (issue 10): what labgrade needs to start each in a lab's session.
-    let engine_missing = |engine: &str| -> Option<String> {
-        let (programs, package): (&[&str], &str) = match engine {
-            "docker" => (&["dockerd", "docker", "containerd", "runc"], "docker.io"),
-            "podman" => (&["podman", "conmon", "runc"], "podman runc"),
-            _ => return Some(format!("unknown engine {engine}")),
-        };
-        let missing: Vec<&str> = programs.iter().copied().filter(|p| !on_path(p)).collect();
-        (!missing.is_empty()).then(|| {
-            format!(
-                "{engine} is not installed ({} missing; apt-get install {package})",
-                missing.join(", ")
-            )
-        })
-    };
     for engine in ["docker", "podman"] {
         if engine_missing(engine).is_none() {
             println!("cargo::rustc-cfg=labgrade_{engine}");
         }
     }
 
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let labs = manifest.join("../../labs");
+    Machine { root, qemu_missing }
+}
+
+/// Why `engine` cannot start here (its programs are missing), or `None`.
+fn engine_missing(engine: &str) -> Option<String> {
+    let (programs, package): (&[&str], &str) = match engine {
+        "docker" => (&["dockerd", "docker", "containerd", "runc"], "docker.io"),
+        "podman" => (&["podman", "conmon", "runc"], "podman runc"),
+        _ => return Some(format!("unknown engine {engine}")),
+    };
+    let missing: Vec<&str> = programs.iter().copied().filter(|p| !on_path(p)).collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{engine} is not installed ({} missing; apt-get install {package})",
+            missing.join(", ")
+        )
+    })
+}
+
+/// Writes `$OUT_DIR/lab_tests.rs`: one test per lab file under `labs` that is not pending, on
+/// the host and (with rstest) on each kernel, per engine for engine labs, each ignored where
+/// `machine` cannot run it. The labs suite `include!`s it.
+pub fn write_lab_tests(machine: &Machine, labs: &Path) {
+    let Machine { root, qemu_missing } = machine;
+    let root = *root;
     let mut out = String::new();
-    for lab in lab_files(&labs) {
+    for lab in lab_files(labs) {
         if lab.pending {
             // Nothing to run: `labgrade list` and the CLI tests show its pending reason.
             continue;
         }
         let name = lab.id.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
-        let path = lab.path.display().to_string();
+        // Relative to the workspace root, which the labs suite finds at run time: an archive
+        // of the tests runs from another checkout.
+        let path = labs
+            .parent()
+            .and_then(|root| lab.path.strip_prefix(root).ok())
+            .unwrap_or(&lab.path)
+            .display()
+            .to_string();
         let host_ignore = if root {
             String::new()
         } else {

@@ -5,9 +5,9 @@
 //!
 //! They share libvirtd and the box: one at a time (`file_serial(vagrant)`).
 
-mod common;
+use labgrade_test_support as support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use serial_test::file_serial;
 const NEEDS: &str = "needs root, vagrant, vagrant-libvirt, libvirtd, debootstrap and qemu-img (scripts/test-all installs and starts them)";
 
 fn vagrant_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vagrant")
+    support::workspace_root().join("vagrant")
 }
 
 /// Runs vagrant/build-box (cached after the first time); its output.
@@ -131,7 +131,7 @@ fn vagrant_box_build_is_cached_and_added() {
 )]
 fn vagrant_bookworm_runs_every_lab_and_is_destroyed() {
     build_box();
-    let child = Command::new(common::exe())
+    let child = Command::new(support::exe())
         .args([
             "run",
             "--guest",
@@ -140,7 +140,7 @@ fn vagrant_bookworm_runs_every_lab_and_is_destroyed() {
             "json",
             "--labs",
         ])
-        .arg(common::labs_dir())
+        .arg(support::labs_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -186,9 +186,9 @@ fn vagrant_bookworm_runs_every_lab_and_is_destroyed() {
 )]
 fn vagrant_kill_9_mid_run_leaves_no_domain_volume_or_dir() {
     build_box();
-    let mut child = Command::new(common::exe())
+    let mut child = Command::new(support::exe())
         .args(["run", "--guest", "vagrant:bookworm", "--labs"])
-        .arg(common::labs_dir())
+        .arg(support::labs_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -254,7 +254,7 @@ fn vagrant_box_that_cannot_come_up_is_exit_3_with_vagrants_words() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let out = Command::new(common::exe())
+    let out = Command::new(support::exe())
         .args(["exec", "--guest", "vagrant:broken", "--", "true"])
         .env("LABGRADE_VAGRANT_DIR", dir.path())
         .output()

@@ -2,7 +2,7 @@
 //! `/autograder/submission` and `/autograder/results` under a temporary root, `setup.sh` once,
 //! then `run_autograder` per submission.
 
-mod common;
+use labgrade_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,12 +12,12 @@ use rstest::rstest;
 use serial_test::file_serial;
 
 fn assignment_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assignments/overlay-basics")
+    support::workspace_root().join("assignments/overlay-basics")
 }
 
 #[test]
 fn the_labgrade_binary_starts_on_ubuntu_22_04_and_rhel_9() {
-    let exe = std::fs::read(common::exe()).unwrap_or_else(|e| panic!("{e}"));
+    let exe = std::fs::read(support::exe()).unwrap_or_else(|e| panic!("{e}"));
     let needed = labgrade_elf::glibc_needed(&exe)
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("labgrade links glibc"));
@@ -57,7 +57,7 @@ fn the_package_grades_in_an_autograder_layout_as_labgrade_grade_does(
 ) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let zip_path = dir.path().join("autograder.zip");
-    let out = Command::new(common::exe())
+    let out = Command::new(support::exe())
         .args(["gradescope-package", "--assignment"])
         .arg(assignment_dir())
         .arg("-o")
@@ -120,7 +120,7 @@ fn a_package_of_a_broken_assignment_exits_2_and_writes_nothing() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let zip_path = dir.path().join("autograder.zip");
-    let out = Command::new(common::exe())
+    let out = Command::new(support::exe())
         .args(["gradescope-package", "--assignment"])
         .arg(&assignment)
         .arg("-o")

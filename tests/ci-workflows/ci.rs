@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    labgrade_test_support::workspace_root()
 }
 
 /// Every workflow the project ships: its own `.github/workflows` and each assignment's
@@ -129,7 +129,7 @@ fn archive_partitions_together_run_every_test_exactly_once() {
     let fixture = dir.path().join("partition-crate");
     std::fs::create_dir_all(fixture.join("src")).unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(fixture.join("tests")).unwrap_or_else(|e| panic!("{e}"));
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/partition-crate");
+    let source = labgrade_test_support::suite_dir().join("fixtures/partition-crate");
     for file in ["Cargo.toml", "src/lib.rs", "tests/more.rs"] {
         std::fs::copy(source.join(file), fixture.join(file)).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -1,7 +1,7 @@
 //! The qemu guest itself: an agent under /tmp, a guest that cannot start its agent, scratch disks
 //! on reused slots. (Every lab on every kernel is in `labs.rs`.)
 
-mod common;
+use labgrade_test_support as support;
 
 /// Runs `uname -r` through a fresh session of `guest`.
 fn uname(guest: &labgrade_qemu::QemuGuest) -> Result<String, labgrade_guest::GuestError> {
@@ -24,8 +24,8 @@ fn an_agent_kept_under_tmp_still_starts_in_the_guest() {
         Err(e) => panic!("{e}"),
     };
     let exe = dir.path().join("labgrade");
-    std::fs::copy(common::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
-    let guest = match common::qemu_guest_with("debian:6.1", |c| {
+    std::fs::copy(support::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
+    let guest = match support::qemu_guest_with("debian:6.1", |c| {
         c.agent_exe = exe.clone();
         c.boot_timeout = std::time::Duration::from_secs(60);
     }) {
@@ -34,7 +34,7 @@ fn an_agent_kept_under_tmp_still_starts_in_the_guest() {
     };
     assert_eq!(
         uname(&guest).unwrap_or_else(|e| panic!("{e}")),
-        common::cached_release("debian:6.1")
+        support::cached_release("debian:6.1")
     );
 }
 
@@ -44,7 +44,7 @@ fn an_agent_kept_under_tmp_still_starts_in_the_guest() {
     ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
 )]
 fn a_guest_that_cannot_start_its_agent_fails_in_bounded_time_with_the_console() {
-    let guest = match common::qemu_guest_with("debian:6.1", |c| {
+    let guest = match support::qemu_guest_with("debian:6.1", |c| {
         c.agent_exe = "/nonexistent/labgrade".into();
         c.boot_timeout = std::time::Duration::from_secs(30);
     }) {
@@ -89,7 +89,7 @@ fn step(session: &mut labgrade_guest::AgentSession, script: &str) -> String {
 )]
 fn each_session_gets_its_scratch_disk_as_new_even_on_a_reused_slot() {
     use labgrade_guest::{Guest, ScratchDisk};
-    let guest = match common::qemu_guest_with("debian:6.1", |c| c.disks_per_session = 1) {
+    let guest = match support::qemu_guest_with("debian:6.1", |c| c.disks_per_session = 1) {
         Ok(g) => g,
         Err(reason) => panic!("{reason}"),
     };
@@ -98,7 +98,7 @@ fn each_session_gets_its_scratch_disk_as_new_even_on_a_reused_slot() {
         mkfs: vec![],
         size_mib: 64,
     };
-    let image = common::images()
+    let image = support::images()
         .image(&format)
         .unwrap_or_else(|e| panic!("{e}"));
     let disks = [ScratchDisk {
@@ -137,7 +137,7 @@ fn an_agent_behind_an_absolute_symlink_still_starts_in_the_guest() {
     // executable inside the guest").
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let link = dir.path().join("labgrade");
-    std::os::unix::fs::symlink(common::exe(), &link).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(support::exe(), &link).unwrap_or_else(|e| panic!("{e}"));
     let spec: labgrade_runner::GuestSpec =
         "qemu:debian:6.1".parse().unwrap_or_else(|e| panic!("{e}"));
     let options = labgrade_runner::GuestOptions {
@@ -153,7 +153,7 @@ fn an_agent_behind_an_absolute_symlink_still_starts_in_the_guest() {
     let guest = labgrade_qemu::QemuGuest::new(config);
     assert_eq!(
         uname(&guest).unwrap_or_else(|e| panic!("{e}")),
-        common::cached_release("debian:6.1")
+        support::cached_release("debian:6.1")
     );
 }
 
@@ -166,11 +166,11 @@ fn same_size_rewrites_within_a_tick_never_get_a_stale_digest_on_6_1() {
     // 6.1 keeps coarse timestamps (one tick): a rewrite right after a write keeps the file's
     // (size, mtime, ctime), and only the racily-clean rule keeps the digest cache honest.
     use labgrade_guest::Guest;
-    let guest = common::qemu_guest("debian:6.1", 1).unwrap_or_else(|e| panic!("{e}"));
+    let guest = support::qemu_guest("debian:6.1", 1).unwrap_or_else(|e| panic!("{e}"));
     let mut session = guest.start_session().unwrap_or_else(|e| panic!("{e}"));
     let script = format!(
         "'{}' __probe-digest-cache /tmp 2000",
-        common::exe().display()
+        support::exe().display()
     );
     let out = step(&mut session, &script);
     let _ = session.shutdown();

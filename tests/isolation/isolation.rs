@@ -2,7 +2,7 @@
 //! left behind even when labgrade is killed with SIGKILL mid-lab; without root, labs run in a user
 //! namespace and the report says so.
 
-mod common;
+use labgrade_test_support as support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -58,7 +58,7 @@ run = "sleep 120"
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(common::exe())
+    let mut child = Command::new(support::exe())
         .args(["run", lab.to_str().unwrap_or_default()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -67,11 +67,11 @@ run = "sleep 120"
     let labgrade = i32::try_from(child.id()).unwrap_or_default();
 
     // Mid-lab: the session is asleep with its overlay and XFS mounted.
-    let tree = common::wait_for(
+    let tree = support::wait_for(
         "the lab to reach its sleep",
         Duration::from_secs(30),
         || {
-            let d = common::descendants(labgrade);
+            let d = support::descendants(labgrade);
             d.iter().any(|(_, cmd)| cmd == "sleep 120").then_some(d)
         },
     );
@@ -94,7 +94,7 @@ run = "sleep 120"
         "the lab's loop device is attached"
     );
     assert!(
-        common::host_overlay_mounts().is_empty(),
+        support::host_overlay_mounts().is_empty(),
         "during the lab, the host sees no overlay mount"
     );
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -106,7 +106,7 @@ run = "sleep 120"
     kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
 
-    common::wait_for(
+    support::wait_for(
         "every process of the lab to die",
         Duration::from_secs(10),
         || {
@@ -117,11 +117,11 @@ run = "sleep 120"
             alive.is_empty().then_some(())
         },
     );
-    common::wait_for("the loop device to detach", Duration::from_secs(10), || {
+    support::wait_for("the loop device to detach", Duration::from_secs(10), || {
         loop_devices_backed_by(&tag).is_empty().then_some(())
     });
     assert!(
-        common::host_overlay_mounts().is_empty(),
+        support::host_overlay_mounts().is_empty(),
         "after SIGKILL, the host sees no overlay mount"
     );
 }
@@ -151,13 +151,13 @@ fn without_root_labs_run_in_a_user_namespace_and_say_so() {
     };
     world(dir.path(), 0o755);
     let exe = dir.path().join("labgrade");
-    std::fs::copy(common::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(support::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
     world(&exe, 0o755);
     let lesson = dir.path().join("labs/07-overlay-filesystems");
     std::fs::create_dir_all(&lesson).unwrap_or_else(|e| panic!("{e}"));
     world(&dir.path().join("labs"), 0o755);
     world(&lesson, 0o755);
-    for f in std::fs::read_dir(common::labs_dir().join("07-overlay-filesystems"))
+    for f in std::fs::read_dir(support::labs_dir().join("07-overlay-filesystems"))
         .into_iter()
         .flatten()
         .flatten()
@@ -216,7 +216,7 @@ fn without_root_labs_run_in_a_user_namespace_and_say_so() {
             .all(|l| l["status"] == "pass" || l["status"] == "skip"),
         "{v:#}"
     );
-    assert!(common::host_overlay_mounts().is_empty());
+    assert!(support::host_overlay_mounts().is_empty());
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn without_root_labs_run_in_a_user_namespace_and_say_so() {
     ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
 )]
 fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
-    let guest = common::qemu_guest("debian:6.1", 1).unwrap_or_else(|reason| panic!("{reason}"));
+    let guest = support::qemu_guest("debian:6.1", 1).unwrap_or_else(|reason| panic!("{reason}"));
     drop(guest);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let tmp = dir.path().join("tmp");
@@ -236,7 +236,7 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
         "title = \"hangs\"\nlesson = { file = \"none.md\", section = \"none\" }\n[[step]]\nrun = \"sleep 600\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(common::exe())
+    let mut child = Command::new(support::exe())
         .args([
             "matrix",
             "--kernels",
@@ -251,8 +251,8 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let labgrade = i32::try_from(child.id()).unwrap_or_default();
-    let qemu = common::wait_for("qemu to start", Duration::from_secs(60), || {
-        common::descendants(labgrade)
+    let qemu = support::wait_for("qemu to start", Duration::from_secs(60), || {
+        support::descendants(labgrade)
             .into_iter()
             .find(|(_, cmd)| cmd.starts_with("qemu-system-x86_64"))
             .map(|(p, _)| p)
@@ -265,9 +265,9 @@ fn sigkill_mid_matrix_leaves_no_qemu_and_no_temp_files() {
     );
     kill(Pid::from_raw(labgrade), Signal::SIGKILL).unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
-    common::wait_for("qemu to die with labgrade", Duration::from_secs(10), || {
+    support::wait_for("qemu to die with labgrade", Duration::from_secs(10), || {
         (!Path::new(&format!("/proc/{qemu}")).exists()).then_some(())
     });
-    common::assert_empty_dir(&tmp, "temp files left behind");
-    common::assert_no_half_written_cache_files();
+    support::assert_empty_dir(&tmp, "temp files left behind");
+    support::assert_no_half_written_cache_files();
 }
