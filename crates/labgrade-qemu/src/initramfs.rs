@@ -86,6 +86,14 @@ fi
 $B mount -t proc proc /newroot/proc
 $B mount -t sysfs sysfs /newroot/sys
 $B mount -t devtmpfs devtmpfs /newroot/dev
+# What udev or systemd adds to a real system's /dev and devtmpfs lacks: the /proc/self/fd links.
+# runc's init re-executes itself by execveat(fd, ""), which the kernel names /dev/fd/N; on
+# Debian's 5.10 that name has to resolve or every container dies before it starts ("read
+# init-p: connection reset by peer").
+$B ln -s /proc/self/fd /newroot/dev/fd
+$B ln -s /proc/self/fd/0 /newroot/dev/stdin
+$B ln -s /proc/self/fd/1 /newroot/dev/stdout
+$B ln -s /proc/self/fd/2 /newroot/dev/stderr
 # /tmp and /run stay the host's (read-only): the agent may live there, and each agent puts a
 # private tmpfs on /tmp in its own mount namespace anyway.
 echo /bin/modprobe > /proc/sys/kernel/modprobe

@@ -23,13 +23,6 @@ const KERNELS: [&str; 4] = ["debian:5.10", "debian:6.1", "debian:6.12", "debian:
 /// kernel only through `labgrade matrix`, keeping a fresh CI run within its budget.
 const ENGINE_LABS_ON_KERNELS: [&str; 1] = ["lab2-container-layers"];
 
-/// The kernels engine labs are tested on. Not debian:5.10: there every container fails to start
-/// under the qemu guest (runc's init dies: "waiting for init preliminary setup: read init-p:
-/// connection reset by peer", after a read-only re-exec of runc from the 9p root was ruled out),
-/// a known failure of the container-engines issue, which stays open until it passes there.
-/// `labgrade matrix` still runs and reports it.
-const ENGINE_KERNELS: [&str; 3] = ["debian:6.1", "debian:6.12", "debian:7"];
-
 /// Capabilities a lab can only have with real root (loop devices, trusted.* xattrs): without
 /// root the host guest runs labs in a user namespace, and such labs skip there.
 const ROOT_ONLY: [&str; 5] = ["trusted-xattr", "metacopy", "xfs", "xfs-v4", "ext4"];
@@ -268,7 +261,6 @@ pub fn write_lab_tests(machine: &Machine, labs: &Path) {
             .map(|why| format!("#[ignore = {why:?}]\n"))
             .unwrap_or_default();
         let kernels = KERNELS.map(|k| format!("{k:?}")).join(", ");
-        let engine_kernels = ENGINE_KERNELS.map(|k| format!("{k:?}")).join(", ");
         if !lab.engines.is_empty() {
             for engine in &lab.engines {
                 let engine_ignore = match (engine_missing(engine), root) {
@@ -291,7 +283,7 @@ pub fn write_lab_tests(machine: &Machine, labs: &Path) {
                     let _ = write!(
                         out,
                         "#[rstest::rstest]\n{qemu_ignore}fn {name}_at_{e}_on_kernel(\n    \
-                         #[values({engine_kernels})] kernel: &str,\n) {{\n    \
+                         #[values({kernels})] kernel: &str,\n) {{\n    \
                          engine_lab_on_kernel({path:?}, {engine:?}, kernel);\n}}\n\n"
                     );
                 }
