@@ -223,3 +223,52 @@ fn a_finished_engine_lab_leaves_nothing_not_even_cgroups(
     assert!(new.is_empty(), "the engine left {new:?} behind");
     assert!(support::host_overlay_mounts().is_empty());
 }
+
+/// `--image NAME` pulls from the image's registry: where none answers (a `.invalid` name never
+/// resolves, here or on a networked machine) the engine lab is an infrastructure error (exit 3)
+/// that names the image and carries the engine's own words, and leaves nothing behind.
+#[rstest::rstest]
+#[cfg_attr(not(labgrade_root), ignore = "container engines need real root")]
+#[cfg_attr(
+    not(labgrade_docker),
+    ignore = "docker is not installed (apt-get install docker.io)"
+)]
+#[cfg_attr(
+    not(labgrade_podman),
+    ignore = "podman is not installed (apt-get install podman runc)"
+)]
+fn an_image_no_registry_serves_is_an_infrastructure_error_naming_it(
+    #[values("docker", "podman")] engine: &str,
+) {
+    let before = host_state();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lab = dir.path().join("01-pull.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            "title = \"t\"\nlesson = {{ file = \"l\", section = \"s\" }}\nengines = [\"{engine}\"]\n\
+             snapshot = []\n[[step]]\nrun = \"$ENGINE run --rm --network none $IMAGE true\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let image = "registry.invalid/labgrade/nothing:1";
+    let out = Command::new(support::exe())
+        .args(["run", "--format", "json", "--image", image])
+        .arg(&lab)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let lab = &report["labs"][0];
+    assert_eq!(lab["status"], "error", "{stdout}");
+    let reason = lab["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("pull {image}")) && reason.contains("registry"),
+        "the reason names the pull and the image: {reason}"
+    );
+    let after = host_state();
+    assert_eq!(after.engine_processes, before.engine_processes);
+    assert!(support::host_overlay_mounts().is_empty());
+}

@@ -261,11 +261,12 @@ fn run_bounded(
 
 impl RunningEngine {
     /// Starts the engine under `ctl` (the session's private tmpfs), waits for it (bounded),
-    /// imports the image and says what the steps get.
+    /// imports the image from `rootfs` (or, without one, pulls it from its registry) and says
+    /// what the steps get.
     pub(crate) fn start(
         req: &EngineRequest,
         ctl: &Path,
-        rootfs: &Path,
+        rootfs: Option<&Path>,
         labgrade: Option<&Path>,
     ) -> Result<(RunningEngine, EngineStarted), String> {
         probe(req.engine)?;
@@ -305,20 +306,28 @@ impl RunningEngine {
         }
         let ready_ms = ms(started);
         let imported = Instant::now();
-        let (code, _, err) = run_bounded(
-            engine.command().arg("import").arg(rootfs).arg(&req.image),
-            &root,
-            "import",
-            within,
-        )?;
+        let mut get = engine.command();
+        match rootfs {
+            Some(tar) => get.arg("import").arg(tar).arg(&req.image),
+            None => get.arg("pull").arg(&req.image),
+        };
+        let (code, _, err) = run_bounded(&mut get, &root, "image", within)?;
         if code != 0 {
-            return Err(format!(
-                "`{} import {} {}` failed: {}",
-                client.display(),
-                rootfs.display(),
-                req.image,
-                err.trim()
-            ));
+            return Err(match rootfs {
+                Some(tar) => format!(
+                    "`{} import {} {}` failed: {}",
+                    client.display(),
+                    tar.display(),
+                    req.image,
+                    err.trim()
+                ),
+                None => format!(
+                    "`{} pull {}` failed (--image needs a registry this guest can reach): {}",
+                    client.display(),
+                    req.image,
+                    err.trim()
+                ),
+            });
         }
         let import_ms = ms(imported);
         engine

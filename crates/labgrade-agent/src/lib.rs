@@ -256,8 +256,8 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
     Ok(())
 }
 
-/// Copies the image's rootfs tar onto the session's tmpfs, starts the engine and exports its
-/// variables to the steps.
+/// Copies the image's rootfs tar (if it is imported) onto the session's tmpfs, starts the engine
+/// and exports its variables to the steps.
 fn start_engine(
     req: &proto::EngineRequest,
     host: &disks::HostFiles,
@@ -265,14 +265,20 @@ fn start_engine(
     exe: Option<&Path>,
     session: &mut session::ShellSession,
 ) -> Result<(engine::RunningEngine, proto::EngineStarted), String> {
-    let copy = ctl.join("rootfs.tar");
-    let mut from = host
-        .open(&req.rootfs_tar)
-        .map_err(|e| format!("cannot read the image's rootfs {}: {e}", req.rootfs_tar))?;
-    std::fs::File::create(&copy)
-        .and_then(|mut to| std::io::copy(&mut from, &mut to))
-        .map_err(|e| format!("cannot copy the image's rootfs: {e}"))?;
-    let (running, started) = engine::RunningEngine::start(req, ctl, &copy, exe)?;
+    let rootfs = match &req.source {
+        proto::ImageSource::Import { rootfs_tar } => {
+            let copy = ctl.join("rootfs.tar");
+            let mut from = host
+                .open(rootfs_tar)
+                .map_err(|e| format!("cannot read the image's rootfs {rootfs_tar}: {e}"))?;
+            std::fs::File::create(&copy)
+                .and_then(|mut to| std::io::copy(&mut from, &mut to))
+                .map_err(|e| format!("cannot copy the image's rootfs: {e}"))?;
+            Some(copy)
+        }
+        proto::ImageSource::Pull => None,
+    };
+    let (running, started) = engine::RunningEngine::start(req, ctl, rootfs.as_deref(), exe)?;
     for (k, v) in &started.env {
         session
             .export(k, v)

@@ -159,12 +159,27 @@ impl Response {
 pub struct EngineRequest {
     /// Which engine.
     pub engine: Engine,
-    /// A root filesystem tar (a host path the guest can read) imported as `$IMAGE`.
-    pub rootfs_tar: String,
-    /// The name the image is imported under.
+    /// Where `$IMAGE` comes from.
+    pub source: ImageSource,
+    /// The image's name, as the steps get it in `$IMAGE`.
     pub image: String,
     /// How long to wait for the engine to answer, in ms (a TCG guest is slow).
     pub ready_within_ms: u64,
+}
+
+/// Where an engine lab's image comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSource {
+    /// A root filesystem tar (a host path the guest can read), imported under the image's name:
+    /// no registry needed.
+    Import {
+        /// The tar's path.
+        rootfs_tar: String,
+    },
+    /// Pulled from its registry by the engine (`--image NAME`, e.g. the lesson's nginx:alpine):
+    /// needs the network.
+    Pull,
 }
 
 /// A started engine, as the steps see it.
@@ -178,7 +193,7 @@ pub struct EngineStarted {
     pub version: String,
     /// Milliseconds from starting the engine to it answering.
     pub ready_ms: u64,
-    /// Milliseconds importing the image.
+    /// Milliseconds importing (or pulling) the image.
     pub import_ms: u64,
 }
 

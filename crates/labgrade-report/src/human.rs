@@ -63,11 +63,12 @@ pub fn render_timings(report: &RunReport) -> String {
         if let Some(e) = &lab.engine {
             let _ = writeln!(
                 out,
-                "  {:>9}    {} {} answering, then {} importing the image",
+                "  {:>9}    {} {} answering, then {} getting {}",
                 secs(e.ready_ms + e.import_ms),
                 e.engine,
                 secs(e.ready_ms),
-                secs(e.import_ms)
+                secs(e.import_ms),
+                e.image
             );
         }
         for s in &lab.steps {

@@ -132,11 +132,13 @@ pub struct LabReport {
 pub struct EngineReport {
     /// `docker` or `podman`.
     pub engine: labgrade_proto::Engine,
+    /// The image the lab ran (`$IMAGE`): labgrade's imported busybox image, or `--image`.
+    pub image: String,
     /// Its version, as its client says it.
     pub version: String,
     /// Milliseconds from starting it to it answering.
     pub ready_ms: u64,
-    /// Milliseconds importing the image.
+    /// Milliseconds importing (or pulling) the image.
     pub import_ms: u64,
 }
 

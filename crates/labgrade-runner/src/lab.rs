@@ -96,7 +96,7 @@ const ENGINE_READY_MS: u64 = 180_000;
 pub const IMAGE_NAME: &str = "labgrade/busybox:latest";
 
 /// Starts the lab's container engine in its session (a lab run per engine has one), with the
-/// busybox image imported; the agent stops it when the session ends.
+/// busybox image imported (or the `--image` pulled); the agent stops it when the session ends.
 fn start_engine(
     session: &mut AgentSession,
     lab: &Lab,
@@ -106,18 +106,27 @@ fn start_engine(
     let Some(engine) = lab.engine else {
         return Ok(());
     };
-    let rootfs = caps.rootfs().map_err(|message| GuestError::Agent {
-        message,
-        stderr: String::new(),
-    })?;
+    let (source, image) = match caps.pulled_image() {
+        Some(name) => (labgrade_proto::ImageSource::Pull, name.to_owned()),
+        None => {
+            let rootfs = caps.rootfs().map_err(|message| GuestError::Agent {
+                message,
+                stderr: String::new(),
+            })?;
+            let rootfs_tar = rootfs.display().to_string();
+            let source = labgrade_proto::ImageSource::Import { rootfs_tar };
+            (source, IMAGE_NAME.to_owned())
+        }
+    };
     let started = session.start_engine(labgrade_proto::EngineRequest {
         engine,
-        rootfs_tar: rootfs.display().to_string(),
-        image: IMAGE_NAME.to_owned(),
+        source,
+        image: image.clone(),
         ready_within_ms: ENGINE_READY_MS,
     })?;
     report.engine = Some(EngineReport {
         engine,
+        image,
         version: started.version,
         ready_ms: started.ready_ms,
         import_ms: started.import_ms,

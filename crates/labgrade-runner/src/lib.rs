@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub expected_ms: std::collections::HashMap<String, u64>,
     /// Where the filesystem images for scratch disks and XFS probes are made and kept.
     pub images: ImageCache,
+    /// The container image engine labs pull (`--image NAME`); `None`: labgrade's busybox image,
+    /// imported without a registry.
+    pub image: Option<String>,
 }
 
 impl RunOptions {
@@ -45,6 +48,7 @@ impl RunOptions {
             jobs: default_jobs(),
             expected_ms: std::collections::HashMap::new(),
             images,
+            image: None,
         }
     }
 }
@@ -72,7 +76,7 @@ pub fn run_labs(
     on_done: &(dyn Fn(&LabReport) + Sync),
 ) -> Result<RunReport, GuestError> {
     let started = Instant::now();
-    let caps = GuestCapabilities::new(options.images.clone());
+    let caps = GuestCapabilities::new(options.images.clone()).pulling(options.image.clone());
     let order = start_order(labs, &options.expected_ms);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<LabReport>>> = Mutex::new(vec![None; labs.len()]);

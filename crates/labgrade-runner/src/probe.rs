@@ -22,6 +22,8 @@ pub struct GuestCapabilities {
     images: ImageCache,
     /// The container image's rootfs tar, made on first use (engine labs only).
     rootfs: std::sync::OnceLock<Result<std::path::PathBuf, String>>,
+    /// An image engine labs pull instead (`--image NAME`).
+    pull: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -40,7 +42,20 @@ impl GuestCapabilities {
             changed: Condvar::new(),
             images,
             rootfs: std::sync::OnceLock::new(),
+            pull: None,
         }
+    }
+
+    /// Engine labs pull `image` from its registry instead of importing labgrade's busybox
+    /// image (`--image NAME`; `None` keeps the import, which needs no network).
+    pub fn pulling(mut self, image: Option<String>) -> GuestCapabilities {
+        self.pull = image;
+        self
+    }
+
+    /// The image engine labs pull, if they do not import labgrade's.
+    pub(crate) fn pulled_image(&self) -> Option<&str> {
+        self.pull.as_deref()
     }
 
     /// The busybox rootfs tar engine labs import as `$IMAGE` (cached by busybox's digest).

@@ -205,6 +205,7 @@ fn run_column(
         jobs: 1,
         expected_ms: crate::history::load(name),
         images: images.clone(),
+        image: None,
     };
     match labgrade_runner::run_labs(g.guest.as_ref(), labs, options, &on_done) {
         Ok(run) => {

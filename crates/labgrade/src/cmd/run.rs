@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// not installed is skipped with the reason).
     #[arg(long, value_enum, default_value = "both")]
     engine: EngineChoice,
+    /// Container labs run this image, pulled from its registry (e.g. the lesson's nginx:alpine),
+    /// instead of labgrade's busybox image, which is imported and needs no network.
+    #[arg(long, value_name = "NAME")]
+    image: Option<String>,
 }
 
 /// `--engine`: which engines container labs run on.
@@ -89,6 +93,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     if let Some(j) = args.jobs {
         options.jobs = j.max(1);
     }
+    options.image = args.image.clone();
     let guest = crate::guests::resolve(
         &args.guest,
         &crate::guests::GuestOptions {
