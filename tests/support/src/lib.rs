@@ -12,11 +12,12 @@ use labgrade_guest::HostGuest;
 /// The `labgrade` binary the suites run, built from this checkout.
 ///
 /// Cargo hands `CARGO_BIN_EXE_*` only to a package's own tests, and each suite is a package of
-/// its own: the binary is the one beside the test binaries (`<target>/<profile>/labgrade`),
-/// brought up to date there once per test run (`cargo build -p labgrade`, a no-op when fresh),
-/// so `cargo nextest run -p labs` never tests a stale binary. Where the tests run from an
-/// extracted `cargo nextest archive` (no cargo fingerprints beside them) the archived binary is
-/// used as it is. `LABGRADE_TEST_BIN` names a binary to use instead.
+/// its own: the binary is the one beside the test binaries (`<target>/<profile>/labgrade`).
+/// `cargo nextest run --workspace` builds it in its build phase (the labgrade package's own test
+/// needs it); a run of one suite (`-p labs`) after an edit finds it older than the sources and
+/// builds it first, once, under a lock. Where the tests run from an extracted `cargo nextest
+/// archive` (no cargo fingerprints beside them) the archived binary is used as it is.
+/// `LABGRADE_TEST_BIN` names a binary to use instead.
 pub fn exe() -> PathBuf {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
     EXE.get_or_init(|| locate_binary().unwrap_or_else(|e| panic!("{e}")))
@@ -34,8 +35,8 @@ fn locate_binary() -> Result<PathBuf, String> {
         .and_then(Path::parent)
         .ok_or_else(|| format!("{} is not in a cargo target dir", test_exe.display()))?;
     let bin = profile_dir.join("labgrade");
-    if profile_dir.join(".fingerprint").is_dir() {
-        build_once(profile_dir)?;
+    if profile_dir.join(".fingerprint").is_dir() && older_than_sources(&bin) {
+        build(profile_dir, &bin)?;
     }
     if !bin.is_file() {
         return Err(format!(
@@ -47,24 +48,63 @@ fn locate_binary() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// `cargo build -p labgrade` into the target dir the tests were built in, once per nextest run
-/// (the first test to get the lock builds; the others find the run's stamp).
-fn build_once(profile_dir: &Path) -> Result<(), String> {
-    use std::io::{Read, Seek, Write};
+/// Is `bin` missing, or older than a source it is built from (the manifests, the lock file,
+/// the crates' `src/`)? Not asking cargo: a `cargo build -p labgrade` resolves features for
+/// labgrade alone and so rebuilds what the workspace's test build made, every time.
+fn older_than_sources(bin: &Path) -> bool {
+    fn newest(dir: &Path, newest_so_far: &mut std::time::SystemTime) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => newest(&path, newest_so_far),
+                Ok(_) => {
+                    if let Ok(m) = entry.metadata().and_then(|m| m.modified()) {
+                        *newest_so_far = (*newest_so_far).max(m);
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return true;
+    };
+    let root = workspace_root();
+    let mut latest = std::time::SystemTime::UNIX_EPOCH;
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        if let Ok(m) = std::fs::metadata(root.join(file)).and_then(|m| m.modified()) {
+            latest = latest.max(m);
+        }
+    }
+    for krate in std::fs::read_dir(root.join("crates"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = krate.path();
+        for file in ["Cargo.toml", "build.rs"] {
+            if let Ok(m) = std::fs::metadata(dir.join(file)).and_then(|m| m.modified()) {
+                latest = latest.max(m);
+            }
+        }
+        newest(&dir.join("src"), &mut latest);
+    }
+    latest > built
+}
+
+/// `cargo build -p labgrade` into the target dir the tests were built in: the first test to
+/// get the lock builds, the others find the binary fresh when they get it.
+fn build(profile_dir: &Path, bin: &Path) -> Result<(), String> {
     let lock_path = profile_dir.join("labgrade-test-build.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
-        .read(true)
         .write(true)
         .open(&lock_path)
         .map_err(|e| format!("{}: {e}", lock_path.display()))?;
-    let mut lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| format!("{}: {e}", lock_path.display()))?;
-    let run = std::env::var("NEXTEST_RUN_ID").ok();
-    let mut stamp = String::new();
-    let _ = lock.read_to_string(&mut stamp);
-    if run.as_deref().is_some_and(|r| r == stamp) {
+    if !older_than_sources(bin) {
         return Ok(());
     }
     let target_dir = profile_dir
@@ -91,11 +131,16 @@ fn build_once(profile_dir: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    if let Some(run) = run {
-        let _ = lock.set_len(0);
-        let _ = lock.rewind();
-        let _ = lock.write_all(run.as_bytes());
-    }
+    // Cargo leaves a binary it found fresh as it was: stamp it, so it is not older than a
+    // source cargo does not build it from (a test file in a crate's src/, say) at the next look.
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        bin,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        &nix::sys::time::TimeSpec::UTIME_NOW,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .map_err(|e| format!("{}: {e}", bin.display()))?;
     Ok(())
 }
 
