@@ -272,3 +272,155 @@ fn an_image_no_registry_serves_is_an_infrastructure_error_naming_it(
     assert_eq!(after.engine_processes, before.engine_processes);
     assert!(support::host_overlay_mounts().is_empty());
 }
+
+/// A dockerd the machine already runs (here one this test starts on the default socket, with
+/// its data in a temp dir): an engine lab never talks to it, and it is left exactly as it was,
+/// its containers and images too. labgrade's own dockerd runs beside it in the lab's session.
+#[test]
+#[cfg_attr(not(labgrade_root), ignore = "container engines need real root")]
+#[cfg_attr(
+    not(labgrade_docker),
+    ignore = "docker is not installed (apt-get install docker.io)"
+)]
+fn a_dockerd_already_running_is_left_as_it_was() {
+    let socket = Path::new("/run/docker.sock");
+    assert!(
+        !socket.exists(),
+        "a dockerd already answers on {}: this test starts its own there",
+        socket.display()
+    );
+    let key = Path::new("/etc/docker/key.json");
+    let key_was_there = key.exists();
+    let run_docker = Path::new("/run/docker");
+    let run_docker_was_there = run_docker.exists();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let host = "unix:///run/docker.sock";
+    let mut machines = MachineDockerd(
+        Command::new("dockerd")
+            .arg("--host")
+            .arg(host)
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start dockerd: {e}")),
+    );
+    let docker = |args: &[&str]| -> String {
+        let out = Command::new("docker")
+            .arg("--host")
+            .arg(host)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    support::wait_for("the machine's dockerd", Duration::from_secs(60), || {
+        Command::new("docker")
+            .args(["--host", host, "version"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    });
+    // Something of the machine's own on it: an image and a container.
+    let layer = dir.path().join("layer");
+    std::fs::create_dir(&layer).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(layer.join("mine.txt"), "the machine's\n").unwrap_or_else(|e| panic!("{e}"));
+    let tar = dir.path().join("layer.tar");
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(&layer)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(packed.success());
+    docker(&["import", tar.to_str().unwrap_or_default(), "machines/own:1"]);
+    docker(&[
+        "create",
+        "--name",
+        "machines-own",
+        "machines/own:1",
+        "/none",
+    ]);
+    let seen = || {
+        (
+            docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+            docker(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]),
+        )
+    };
+    let before = seen();
+
+    let labs = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lab = labs.path().join("01-beside.toml");
+    std::fs::write(
+        &lab,
+        "title = \"t\"\nlesson = { file = \"l\", section = \"s\" }\nengines = [\"docker\"]\n\
+         snapshot = []\n[[step]]\nrun = \"$ENGINE run --name machines-own --network none $IMAGE true && $ENGINE ps -a\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(support::exe())
+        .args(["run", lab.to_str().unwrap_or_default()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "the lab ran on its own dockerd, where the name is free:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    assert!(
+        machines.0.try_wait().ok().flatten().is_none(),
+        "the machine's dockerd still runs"
+    );
+    assert_eq!(seen(), before, "its containers and images are as they were");
+    docker(&["rm", "machines-own"]);
+    docker(&["rmi", "machines/own:1"]);
+    machines.stop();
+    // What that dockerd wrote outside its dirs, as a machine's own would: not labgrade's.
+    if !key_was_there {
+        let _ = std::fs::remove_file(key);
+    }
+    if !run_docker_was_there {
+        let _ = std::fs::remove_dir_all(run_docker);
+    }
+}
+
+/// The dockerd a test started as the machine's: stopped by its pid, also when the test fails.
+struct MachineDockerd(std::process::Child);
+
+impl MachineDockerd {
+    fn stop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        for _ in 0..200 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                let _ = std::fs::remove_file("/run/docker.sock");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        // What a dockerd that was killed leaves on the default socket's path.
+        let _ = std::fs::remove_file("/run/docker.sock");
+    }
+}
+
+impl Drop for MachineDockerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
