@@ -179,6 +179,7 @@ pub fn required_capabilities() -> Vec<String> {
         .collect()
 }
 
+/// The tests run as root (CI does): what a user namespace cannot do is then tested for real.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
