@@ -58,7 +58,7 @@ pub fn record(key: &str, durations: impl IntoIterator<Item = (String, u64)>) {
         .map_err(|e| e.to_string())
         .and_then(|()| serde_json::to_string(&known).map_err(|e| e.to_string()))
         .and_then(|text| {
-            labgrade_fs::write_atomically(&file, text.as_bytes()).map_err(|e| e.to_string())
+            labgrade_fs::write_hint_atomically(&file, text.as_bytes()).map_err(|e| e.to_string())
         });
     if let Err(e) = written {
         tracing::debug!(file = %file.display(), "timings not saved: {e}");
