@@ -3,7 +3,9 @@
 //! `--fix` restores a lesson without new drift); fixture lessons in Chinese, Japanese and
 //! English (skips with reasons, a hanging block, console blocks, placeholders).
 //!
-//! Needs root: the lesson mounts overlays (in the host guest's private namespaces).
+//! Needs root: the lesson mounts overlays (in the host guest's private namespaces). The host
+//! tests run the lessons' docker blocks where a docker answers, so they hold `file_serial
+//! (machine_docker)` against the containers suite's test that starts a dockerd as the machine's.
 
 use labgrade_test_support as support;
 
@@ -78,6 +80,9 @@ fn block_at(report: &Value, line: u64) -> &Value {
 }
 
 #[test]
+// The lesson's docker blocks run where a docker answers: never beside the containers suite's
+// test that starts a dockerd as the machine's own.
+#[serial_test::file_serial(machine_docker)]
 #[cfg_attr(
     not(labgrade_root),
     ignore = "needs root: the lesson's blocks mount overlays as root"
@@ -158,6 +163,9 @@ fn checked_lines() -> Vec<(u64, String)> {
 }
 
 #[test]
+// The lesson's docker blocks run where a docker answers: never beside the containers suite's
+// test that starts a dockerd as the machine's own.
+#[serial_test::file_serial(machine_docker)]
 #[cfg_attr(
     not(labgrade_root),
     ignore = "needs root: the lesson's blocks mount overlays as root"
@@ -206,6 +214,9 @@ fn altering_any_documented_line_is_exactly_that_drift_and_fix_restores_the_lesso
 }
 
 #[test]
+// The lesson's docker blocks run where a docker answers: never beside the containers suite's
+// test that starts a dockerd as the machine's own.
+#[serial_test::file_serial(machine_docker)]
 #[cfg_attr(
     not(labgrade_root),
     ignore = "needs root: the lesson's blocks mount overlays as root"
@@ -227,6 +238,7 @@ fn fix_diff_prints_the_change_and_writes_nothing() {
 }
 
 #[test]
+#[serial_test::file_serial(machine_docker)]
 #[cfg_attr(
     not(labgrade_root),
     ignore = "needs root: the lesson's blocks mount overlays as root"
@@ -266,6 +278,7 @@ fn chinese_fixture_drift_skips_and_sessions() {
 }
 
 #[test]
+#[serial_test::file_serial(machine_docker)]
 #[cfg_attr(
     not(labgrade_root),
     ignore = "needs root: the lesson's blocks mount overlays as root"
@@ -289,6 +302,7 @@ fn japanese_fixture_a_hanging_block_is_stopped_and_reported() {
 }
 
 #[test]
+#[serial_test::file_serial(machine_docker)]
 #[cfg_attr(
     not(labgrade_root),
     ignore = "needs root: the lesson's blocks mount overlays as root"
