@@ -426,3 +426,46 @@ impl Drop for MachineDockerd {
         self.stop();
     }
 }
+
+/// A labgrade kept under /tmp (a checkout cloned there) is hidden inside a lab's session by the
+/// session's own tmpfs on /tmp: engine labs still get a `$LABGRADE` that runs (Lab 2 calls
+/// `"$LABGRADE" __container-layers`). Before, it was the hidden path: exit 127.
+#[rstest::rstest]
+#[cfg_attr(not(labgrade_root), ignore = "container engines need real root")]
+#[cfg_attr(
+    not(labgrade_docker),
+    ignore = "docker is not installed (apt-get install docker.io)"
+)]
+#[cfg_attr(
+    not(labgrade_podman),
+    ignore = "podman is not installed (apt-get install podman runc)"
+)]
+fn an_engine_lab_gets_a_labgrade_it_can_run_when_labgrade_lives_under_tmp(
+    #[values("docker", "podman")] engine: &str,
+) {
+    let dir = tempfile::Builder::new()
+        .prefix("labgrade-under-tmp")
+        .tempdir_in("/tmp")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let exe = dir.path().join("labgrade");
+    std::fs::copy(support::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
+    let lab = dir.path().join("01-me.toml");
+    std::fs::write(
+        &lab,
+        format!(
+            "title = \"t\"\nlesson = {{ file = \"l\", section = \"s\" }}\nengines = [\"{engine}\"]\n\
+             snapshot = []\n[[step]]\nrun = '\"$LABGRADE\" --version'\n\
+             stdout_contains = \"labgrade \"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(&exe)
+        .args(["run", lab.to_str().unwrap_or_default()])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

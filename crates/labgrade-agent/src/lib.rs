@@ -278,13 +278,34 @@ fn start_engine(
         }
         proto::ImageSource::Pull => None,
     };
-    let (running, started) = engine::RunningEngine::start(req, ctl, rootfs.as_deref(), exe)?;
+    // The steps run `"$LABGRADE" __container-layers`. A labgrade kept under the host's /tmp (a
+    // checkout in /tmp) is hidden there by the session's own tmpfs: they get a copy on it.
+    let exe = match exe {
+        Some(me) if !me.exists() => Some(copy_of_own_binary(host, me, ctl)?),
+        other => other.map(Path::to_path_buf),
+    };
+    let (running, started) =
+        engine::RunningEngine::start(req, ctl, rootfs.as_deref(), exe.as_deref())?;
     for (k, v) in &started.env {
         session
             .export(k, v)
             .map_err(|e| format!("cannot set ${k}: {e}"))?;
     }
     Ok((running, started))
+}
+
+/// A copy of the agent's own binary `me` (a host path the session cannot see) in `ctl`.
+fn copy_of_own_binary(host: &disks::HostFiles, me: &Path, ctl: &Path) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = ctl.join("labgrade");
+    let mut from = host
+        .open(&me.to_string_lossy())
+        .map_err(|e| format!("cannot read labgrade's own binary {}: {e}", me.display()))?;
+    std::fs::File::create(&copy)
+        .and_then(|mut to| std::io::copy(&mut from, &mut to))
+        .and_then(|_| std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| format!("cannot copy labgrade's own binary: {e}"))?;
+    Ok(copy)
 }
 
 fn send(out: &mut impl Write, response: &Response) -> std::io::Result<()> {
