@@ -266,22 +266,25 @@ fn start_engine(
     session: &mut session::ShellSession,
 ) -> Result<(engine::RunningEngine, proto::EngineStarted), String> {
     let rootfs = match &req.source {
-        proto::ImageSource::Import { rootfs_tar } => {
-            let copy = ctl.join("rootfs.tar");
-            let mut from = host
-                .open(rootfs_tar)
-                .map_err(|e| format!("cannot read the image's rootfs {rootfs_tar}: {e}"))?;
-            std::fs::File::create(&copy)
-                .and_then(|mut to| std::io::copy(&mut from, &mut to))
-                .map_err(|e| format!("cannot copy the image's rootfs: {e}"))?;
-            Some(copy)
-        }
+        proto::ImageSource::Import { rootfs_tar } => Some(copy_from_host(
+            host,
+            rootfs_tar,
+            &ctl.join("rootfs.tar"),
+            "the image's rootfs",
+            0o644,
+        )?),
         proto::ImageSource::Pull => None,
     };
     // The steps run `"$LABGRADE" __container-layers`. A labgrade kept under the host's /tmp (a
     // checkout in /tmp) is hidden there by the session's own tmpfs: they get a copy on it.
     let exe = match exe {
-        Some(me) if !me.exists() => Some(copy_of_own_binary(host, me, ctl)?),
+        Some(me) if !me.exists() => Some(copy_from_host(
+            host,
+            &me.to_string_lossy(),
+            &ctl.join("labgrade"),
+            "labgrade's own binary",
+            0o755,
+        )?),
         other => other.map(Path::to_path_buf),
     };
     let (running, started) =
@@ -294,18 +297,24 @@ fn start_engine(
     Ok((running, started))
 }
 
-/// A copy of the agent's own binary `me` (a host path the session cannot see) in `ctl`.
-fn copy_of_own_binary(host: &disks::HostFiles, me: &Path, ctl: &Path) -> Result<PathBuf, String> {
+/// Copies `what` at the host path `from` (under the host's /tmp too, which the session's tmpfs
+/// hides) to `to` on the session's tmpfs, with `mode`.
+fn copy_from_host(
+    host: &disks::HostFiles,
+    from: &str,
+    to: &Path,
+    what: &str,
+    mode: u32,
+) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
-    let copy = ctl.join("labgrade");
-    let mut from = host
-        .open(&me.to_string_lossy())
-        .map_err(|e| format!("cannot read labgrade's own binary {}: {e}", me.display()))?;
-    std::fs::File::create(&copy)
-        .and_then(|mut to| std::io::copy(&mut from, &mut to))
-        .and_then(|_| std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)))
-        .map_err(|e| format!("cannot copy labgrade's own binary: {e}"))?;
-    Ok(copy)
+    let mut source = host
+        .open(from)
+        .map_err(|e| format!("cannot read {what} {from}: {e}"))?;
+    std::fs::File::create(to)
+        .and_then(|mut copy| std::io::copy(&mut source, &mut copy))
+        .and_then(|_| std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)))
+        .map_err(|e| format!("cannot copy {what}: {e}"))?;
+    Ok(to.to_path_buf())
 }
 
 fn send(out: &mut impl Write, response: &Response) -> std::io::Result<()> {
