@@ -80,6 +80,21 @@ fn host_state() -> HostState {
     }
 }
 
+/// A lab file of one step on `engine`, named `name` in `dir`; `step` is the step's TOML body
+/// (`run = ...` and its checks). The tests' small engine labs, written one way.
+fn one_step_engine_lab(dir: &Path, name: &str, engine: &str, step: &str) -> PathBuf {
+    let lab = dir.join(name);
+    std::fs::write(
+        &lab,
+        format!(
+            "title = \"t\"\nlesson = {{ file = \"l\", section = \"s\" }}\nengines = [\"{engine}\"]\n\
+             snapshot = []\n[[step]]\n{step}\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    lab
+}
+
 fn lab_file(dir: &Path, engine: &str) -> PathBuf {
     let lab = dir.join("01-hang.toml");
     std::fs::write(
@@ -193,16 +208,13 @@ fn a_finished_engine_lab_leaves_nothing_not_even_cgroups(
 ) {
     let before = host_state();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lab = dir.path().join("01-left.toml");
     // The container is left running at the end, as a student would leave it.
-    std::fs::write(
-        &lab,
-        format!(
-            "title = \"t\"\nlesson = {{ file = \"l\", section = \"s\" }}\nengines = [\"{engine}\"]\n\
-             snapshot = []\n[[step]]\nrun = \"$ENGINE run -d --name left --network none $IMAGE sleep 600\"\n"
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let lab = one_step_engine_lab(
+        dir.path(),
+        "01-left.toml",
+        engine,
+        "run = '$ENGINE run -d --name left --network none $IMAGE sleep 600'",
+    );
     let out = Command::new(support::exe())
         .args(["run", lab.to_str().unwrap_or_default()])
         .output()
@@ -242,15 +254,12 @@ fn an_image_no_registry_serves_is_an_infrastructure_error_naming_it(
 ) {
     let before = host_state();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lab = dir.path().join("01-pull.toml");
-    std::fs::write(
-        &lab,
-        format!(
-            "title = \"t\"\nlesson = {{ file = \"l\", section = \"s\" }}\nengines = [\"{engine}\"]\n\
-             snapshot = []\n[[step]]\nrun = \"$ENGINE run --rm --network none $IMAGE true\"\n"
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let lab = one_step_engine_lab(
+        dir.path(),
+        "01-pull.toml",
+        engine,
+        "run = '$ENGINE run --rm --network none $IMAGE true'",
+    );
     let image = "registry.invalid/labgrade/nothing:1";
     let out = Command::new(support::exe())
         .args(["run", "--format", "json", "--image", image])
@@ -365,13 +374,12 @@ fn a_dockerd_already_running_is_left_as_it_was() {
     let before = seen();
 
     let labs = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let lab = labs.path().join("01-beside.toml");
-    std::fs::write(
-        &lab,
-        "title = \"t\"\nlesson = { file = \"l\", section = \"s\" }\nengines = [\"docker\"]\n\
-         snapshot = []\n[[step]]\nrun = \"$ENGINE run --name machines-own --network none $IMAGE true && $ENGINE ps -a\"\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let lab = one_step_engine_lab(
+        labs.path(),
+        "01-beside.toml",
+        "docker",
+        "run = '$ENGINE run --name machines-own --network none $IMAGE true && $ENGINE ps -a'",
+    );
     let out = Command::new(support::exe())
         .args(["run", lab.to_str().unwrap_or_default()])
         .output()
@@ -449,16 +457,12 @@ fn an_engine_lab_gets_a_labgrade_it_can_run_when_labgrade_lives_under_tmp(
         .unwrap_or_else(|e| panic!("{e}"));
     let exe = dir.path().join("labgrade");
     std::fs::copy(support::exe(), &exe).unwrap_or_else(|e| panic!("{e}"));
-    let lab = dir.path().join("01-me.toml");
-    std::fs::write(
-        &lab,
-        format!(
-            "title = \"t\"\nlesson = {{ file = \"l\", section = \"s\" }}\nengines = [\"{engine}\"]\n\
-             snapshot = []\n[[step]]\nrun = '\"$LABGRADE\" --version'\n\
-             stdout_contains = \"labgrade \"\n"
-        ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let lab = one_step_engine_lab(
+        dir.path(),
+        "01-me.toml",
+        engine,
+        "run = '\"$LABGRADE\" --version'\nstdout_contains = \"labgrade \"",
+    );
     let out = Command::new(&exe)
         .args(["run", lab.to_str().unwrap_or_default()])
         .output()
