@@ -23,8 +23,8 @@ pub use model::{
 };
 pub use schema::{matrix_report_schema, run_report_schema};
 pub use suite::{
-    CaseReport, CaseStatus, ResultsFormat, SuiteReport, SuiteResults, SuiteRun, SuiteStatus,
-    render_suite_human, render_suite_junit, render_suite_markdown,
+    CaseReport, CaseStatus, Missing, MissingInGuest, ResultsFormat, SuiteReport, SuiteResults,
+    SuiteRun, SuiteStatus, render_suite_human, render_suite_junit, render_suite_markdown,
 };
 
 /// `--format json`: the report as pretty JSON.

@@ -99,6 +99,92 @@ pub struct SuiteRun {
     pub results: Option<SuiteResults>,
     /// Where its whole stdout, stderr and dmesg were written (`--out DIR/<kernel>/`).
     pub out_dir: Option<String>,
+    /// What a failed command's stderr said was missing and the guest confirmed is missing (an
+    /// interpreter, a program, a mount point): the cause a user needs, where the shell's own
+    /// words ("./run: not found") hide it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingInGuest>,
+}
+
+/// Something a command needed that the guest does not have, with the stderr line that named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingInGuest {
+    /// What is missing.
+    #[serde(flatten)]
+    pub missing: Missing,
+    /// The command's own stderr line that led to it.
+    pub stderr_line: String,
+}
+
+/// The kinds of missing prerequisite a guest can confirm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Missing {
+    /// A script exists, but the interpreter its `#!` line names does not (the shell then says
+    /// the *script* is "not found").
+    Interpreter {
+        /// The script, as the guest found it.
+        script: String,
+        /// The interpreter its `#!` line names (or, for `#!/usr/bin/env NAME`, NAME).
+        interpreter: String,
+        /// The `#!` line ends in a carriage return: the file has DOS line endings.
+        dos_line_ending: bool,
+    },
+    /// A program the command ran is on no directory of the guest's `PATH` (or its path does
+    /// not exist).
+    Program {
+        /// The name or path the command used.
+        name: String,
+    },
+    /// `mount` was given a mount point that does not exist in the guest's root.
+    MountPoint {
+        /// The mount point.
+        path: String,
+    },
+}
+
+impl Missing {
+    /// One sentence a user acts on; a qemu guest's root is the host's own `/` (through 9p), so
+    /// what the guest lacks is installed or created on the host, or by the command itself.
+    pub fn explain(&self) -> String {
+        match self {
+            Missing::Interpreter {
+                script,
+                interpreter,
+                dos_line_ending: true,
+            } => format!(
+                "{script} exists, but its #! line ends in a carriage return (DOS line endings), \
+                 so the interpreter looked for is `{interpreter}\\r`; convert the file \
+                 (sed -i 's/\\r$//' {script})"
+            ),
+            Missing::Interpreter {
+                script,
+                interpreter,
+                dos_line_ending: false,
+            } => format!(
+                "{script} exists, but its interpreter {interpreter} (from its #! line) is not in \
+                 the guest; a qemu guest's root is the host's, so install it on the host{}",
+                if interpreter
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with("python3"))
+                {
+                    " (apt-get install python3)"
+                } else {
+                    ""
+                }
+            ),
+            Missing::Program { name } => format!(
+                "{name} is not in the guest (not on its PATH); a qemu guest's root is the \
+                 host's, so install it on the host"
+            ),
+            Missing::MountPoint { path } => format!(
+                "the mount point {path} does not exist in the guest's root (the host's /); \
+                 create it first, e.g. `mkdir -p {path} && ...` in the command (with \
+                 --overlay-root the host stays unchanged)"
+            ),
+        }
+    }
 }
 
 /// The test cases a suite reported in its own results file.
@@ -239,6 +325,10 @@ pub fn render_suite_human(report: &SuiteReport) -> String {
                 let _ = writeln!(out, "results: {e}");
             }
         }
+        for m in &r.missing {
+            let _ = writeln!(out, "missing: {}", m.missing.explain());
+            let _ = writeln!(out, "  (stderr: {})", m.stderr_line);
+        }
         if !r.tail.is_empty() {
             let _ = writeln!(out, "-- last output lines --");
             for l in &r.tail {
@@ -307,6 +397,9 @@ pub fn render_suite_markdown(report: &SuiteReport) -> String {
         if let Some(e) = &r.error {
             let _ = writeln!(out, "Error: {}\n", md_cell(e));
         }
+        for m in &r.missing {
+            let _ = writeln!(out, "- missing: {}", md_cell(&m.missing.explain()));
+        }
         if let Some(res) = &r.results {
             for c in res.cases.iter().filter(|c| c.status == CaseStatus::Failed) {
                 let _ = writeln!(
@@ -356,6 +449,7 @@ pub fn render_suite_junit(report: &SuiteReport) -> Result<String, quick_junit::S
                     Some(e) => e.clone(),
                     None => [exit_text(r), cases_text(r)]
                         .into_iter()
+                        .chain(r.missing.iter().map(|m| m.missing.explain()))
                         .filter(|t| !t.is_empty())
                         .collect::<Vec<_>>()
                         .join("; "),
@@ -419,6 +513,7 @@ mod tests {
             error: None,
             results: None,
             out_dir: None,
+            missing: Vec::new(),
         }
     }
 
@@ -447,6 +542,16 @@ mod tests {
         });
         let mut hung = run("qemu:debian:6.12", SuiteStatus::TimedOut, None);
         hung.tail = vec!["started".into()];
+        let mut no_python = run("qemu:debian:6.6", SuiteStatus::Failed, Some(127));
+        no_python.tail = vec!["sh: 1: ./run: not found".into()];
+        no_python.missing = vec![MissingInGuest {
+            missing: Missing::Interpreter {
+                script: "/opt/suite/run".into(),
+                interpreter: "/usr/bin/python3".into(),
+                dos_line_ending: false,
+            },
+            stderr_line: "sh: 1: ./run: not found".into(),
+        }];
         let mut broken = run("qemu:debian:7", SuiteStatus::Error, None);
         broken.error = Some("the guest qemu:debian:7 failed: no agent answered".into());
         SuiteReport {
@@ -457,6 +562,7 @@ mod tests {
                 failed,
                 run("qemu:debian:6.1", SuiteStatus::Passed, Some(0)),
                 hung,
+                no_python,
                 broken,
             ],
             duration_ms: 9000,
@@ -510,7 +616,7 @@ mod tests {
     #[test]
     fn totals_count_timeouts_as_failures_and_guests_that_did_not_run_as_errors() {
         let t = sample().totals();
-        assert_eq!((t.passed, t.failed, t.errors), (1, 2, 1));
+        assert_eq!((t.passed, t.failed, t.errors), (1, 3, 1));
     }
 
     #[test]

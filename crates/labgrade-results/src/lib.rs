@@ -4,6 +4,7 @@
 //! (property-tested), and anything unreadable is an error saying what and where.
 
 mod junit;
+pub mod missing;
 mod tap;
 
 use labgrade_report::{ResultsFormat, SuiteResults};

@@ -44,8 +44,10 @@ pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
         .map(|w| labgrade_guest::shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
+    let mut stderr_tail = crate::cmd::missing::StderrTail::default();
     let mut print = |stream: &str, data: &str| {
         let _ = if stream == "stderr" {
+            stderr_tail.push(data);
             std::io::stderr().write_all(data.as_bytes())
         } else {
             std::io::stdout()
@@ -59,6 +61,16 @@ pub fn run(args: &ExecArgs) -> Result<ExitCode, CliError> {
         Duration::from_secs(args.timeout),
         Some(&mut print),
     );
+    // After a failure the same session says what the command's stderr named as missing.
+    if let Ok(o) = &outcome
+        && !o.timed_out
+        && !o.session_ended
+        && o.exit_code != Some(0)
+    {
+        for m in crate::cmd::missing::diagnose(&mut session, 2, &script, &stderr_tail) {
+            eprintln!("labgrade exec: missing: {}", m.missing.explain());
+        }
+    }
     let _ = session.shutdown();
     // A reply that is not a step's outcome is the agent's fault: a guest error, exit 3.
     let outcome = outcome?;

@@ -298,6 +298,7 @@ fn error_run(name: &str, release: Option<String>, error: String) -> SuiteRun {
         error: Some(error),
         results: None,
         out_dir: None,
+        missing: Vec::new(),
     }
 }
 
@@ -316,6 +317,7 @@ struct Streams {
     stdout: Option<File>,
     stderr: Option<File>,
     tail: OutputTail,
+    stderr_tail: crate::cmd::missing::StderrTail,
     write_error: Option<String>,
 }
 
@@ -332,6 +334,7 @@ impl Streams {
             stdout: create("stdout")?,
             stderr: create("stderr")?,
             tail: OutputTail::default(),
+            stderr_tail: crate::cmd::missing::StderrTail::default(),
             write_error: None,
         })
     }
@@ -339,6 +342,7 @@ impl Streams {
     fn take(&mut self, stream: &str, data: &str) {
         self.tail.push(data);
         let file = if stream == "stderr" {
+            self.stderr_tail.push(data);
             self.stderr.as_mut()
         } else {
             self.stdout.as_mut()
@@ -394,6 +398,12 @@ impl KernelJob<'_> {
             }
             self.read_results(&mut session, path)
         });
+        let alive = !outcome.timed_out && !outcome.session_ended;
+        let missing = if alive && outcome.exit_code != Some(0) {
+            crate::cmd::missing::diagnose(&mut session, 3, self.script, &streams.stderr_tail)
+        } else {
+            Vec::new()
+        };
         let _ = session.shutdown();
         let mut error = streams.write_error.take();
         if let Some(dir) = self.out_dir {
@@ -424,6 +434,7 @@ impl KernelJob<'_> {
             error: None,
             results,
             out_dir: self.out_dir.map(|d| d.display().to_string()),
+            missing,
         }
     }
 
