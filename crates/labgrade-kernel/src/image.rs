@@ -474,10 +474,6 @@ fn vmlinux<'a, R: ReadRef<'a>>(data: R, len: u64) -> Result<u64, ImageError> {
 
 /// Checks an x86 bzImage's boot header and payload; `head` is its first bytes.
 fn bzimage<'a, R: ReadRef<'a>>(data: R, len: u64, head: &[u8]) -> Result<KernelImage, ImageError> {
-    let protocol = le16(head, 0x206);
-    if protocol < 0x0208 || head.len() < 0x250 {
-        return Err(ImageError::OldProtocol { protocol });
-    }
     let setup_sects = match head.get(0x1f1).copied().unwrap_or(0) {
         0 => 4,
         n => u64::from(n),
@@ -487,6 +483,11 @@ fn bzimage<'a, R: ReadRef<'a>>(data: R, len: u64, head: &[u8]) -> Result<KernelI
     let needed = setup_len + kernel_len;
     if len < needed {
         return Err(ImageError::Truncated { needed, len });
+    }
+    // Protocol 2.08 added the payload fields read next.
+    let protocol = le16(head, 0x206);
+    if protocol < 0x0208 || head.len() < 0x250 {
+        return Err(ImageError::OldProtocol { protocol });
     }
     let (offset, length) = (u64::from(le32(head, 0x248)), u64::from(le32(head, 0x24c)));
     // At least a magic and the 4-byte unpacked size.
