@@ -357,6 +357,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bad_image_is_the_users_when_it_is_their_file_and_the_caches_otherwise() {
+        let path = KernelCache::default_location()
+            .root()
+            .join("6.1.0-50-amd64/boot/vmlinuz-6.1.0-50-amd64");
+        let local = KernelSource::Local {
+            vmlinuz: path.clone(),
+            modules: PathBuf::from("/lib/modules/x"),
+        };
+        let e = bad_image(
+            &local,
+            path.clone(),
+            "local".into(),
+            labgrade_kernel::ImageError::NoPvhNote,
+        );
+        assert!(e.is_usage(), "{e}");
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        let debian = KernelSource::Debian {
+            selector: "6.1".into(),
+        };
+        let e = bad_image(
+            &debian,
+            path,
+            "debian:6.1".into(),
+            labgrade_kernel::ImageError::Empty,
+        );
+        assert!(!e.is_usage(), "{e}");
+        let entry = KernelCache::default_location()
+            .root()
+            .join("6.1.0-50-amd64");
+        assert!(
+            e.to_string()
+                .contains(&format!("delete {} and fetch again", entry.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn names_parse_into_specs_and_back() -> Result<(), LaunchError> {
         assert_eq!("host".parse::<GuestSpec>()?, GuestSpec::Host);
         let q: GuestSpec = "qemu:debian:6.1".parse()?;
