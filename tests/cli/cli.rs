@@ -201,6 +201,55 @@ fn hostile_bzimage() -> Vec<u8> {
     h
 }
 
+/// A minimal ELF64 x86-64 executable: the header, one PT_LOAD over the file and one PT_NOTE
+/// holding a `Xen` note of `note_type` (18 is the PVH entry QEMU boots by).
+fn small_vmlinux(note_type: u32) -> Vec<u8> {
+    const LOAD: u64 = 0x100_0000;
+    let mut f = vec![0u8; 64 + 2 * 56];
+    f[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    f[52..54].copy_from_slice(&64u16.to_le_bytes());
+    f[54..56].copy_from_slice(&56u16.to_le_bytes());
+    f[56..58].copy_from_slice(&2u16.to_le_bytes());
+    let note_at = f.len() as u64;
+    for word in [4u32, 8, note_type] {
+        f.extend_from_slice(&word.to_le_bytes());
+    }
+    f.extend_from_slice(b"Xen\0");
+    f.extend_from_slice(&(LOAD + 0x200).to_le_bytes());
+    f.resize(0x400, 0x90);
+    let len = f.len() as u64;
+    for (at, p_type, off, size, align) in [(64, 1u32, 0, len, 0x1000u64), (120, 4, note_at, 24, 4)]
+    {
+        let mut p = Vec::new();
+        p.extend_from_slice(&p_type.to_le_bytes());
+        p.extend_from_slice(&5u32.to_le_bytes());
+        for v in [off, LOAD + off, LOAD + off, size, size, align] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        f[at..at + 56].copy_from_slice(&p);
+    }
+    f
+}
+
+/// A whole bzImage (boot protocol 2.15) around `payload`, which ends in its unpacked size.
+fn small_bzimage(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 5 * 512];
+    f[0x1f1] = 4;
+    f[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    f[0x202..0x206].copy_from_slice(b"HdrS");
+    f[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    f.extend_from_slice(payload);
+    f.resize(f.len().next_multiple_of(16), 0);
+    let syssize = u32::try_from((f.len() - 5 * 512) / 16).unwrap_or(0);
+    f[0x1f4..0x1f8].copy_from_slice(&syssize.to_le_bytes());
+    let length = u32::try_from(payload.len()).unwrap_or(0);
+    f[0x24c..0x250].copy_from_slice(&length.to_le_bytes());
+    f
+}
+
 #[test]
 fn a_local_kernel_that_is_not_a_kernel_is_an_input_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -212,13 +261,20 @@ fn a_local_kernel_that_is_not_a_kernel_is_an_input_error_naming_the_file() {
         .collect();
     let mut truncated = hostile_bzimage();
     truncated[0x1f4..0x1f8].copy_from_slice(&0x1000u32.to_le_bytes());
-    for (name, bytes) in [
-        ("empty", Vec::new()),
-        ("random", random),
-        ("hostile-header", hostile_bzimage()),
-        ("truncated", truncated),
-        ("text", b"#!/bin/sh\necho not a kernel\n".to_vec()),
-    ] {
+    for (name, bytes, why) in [
+        ("empty", Vec::new(), "empty"),
+        ("random", random, "neither"),
+        ("hostile-header", hostile_bzimage(), "truncated"),
+        ("truncated", truncated, "truncated"),
+        (
+            "text",
+            b"#!/bin/sh\necho not a kernel\n".to_vec(),
+            "neither",
+        ),
+    ]
+    .into_iter()
+    .chain(hostile_elves())
+    {
         let image = dir.path().join(format!("vmlinuz-{name}"));
         std::fs::write(&image, bytes).unwrap_or_else(|e| panic!("{e}"));
         let guest = format!("qemu:local:{}:{}", image.display(), modules.display());
@@ -230,7 +286,35 @@ fn a_local_kernel_that_is_not_a_kernel_is_an_input_error_naming_the_file() {
             "{name}: {stderr}"
         );
         assert!(stderr.contains("not a kernel image"), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: no `{why}` in {stderr}");
     }
+}
+
+/// ELF kernels QEMU would refuse only after labgrade waited on it, and a bzImage whose xz payload
+/// is garbage; each with the words its error must say.
+fn hostile_elves() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let mut phoff = small_vmlinux(18);
+    phoff[32..40].copy_from_slice(&(u64::MAX - 0x10).to_le_bytes());
+    let mut note = small_vmlinux(18);
+    // The PT_NOTE's p_offset, so that p_offset + p_filesz overflows u64.
+    note[120 + 8..120 + 16].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+    let mut garbage = b"\xfd7zXZ\0".to_vec();
+    garbage.extend((0..256u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    garbage.extend_from_slice(&0x40_0000u32.to_le_bytes());
+    vec![
+        ("elf-phoff-near-2^64", phoff, "program header table"),
+        ("elf-note-overflow", note, "segment 1"),
+        (
+            "elf-no-pvh-note",
+            small_vmlinux(17),
+            "without a PVH entry note",
+        ),
+        (
+            "bzimage-garbage-xz",
+            small_bzimage(&garbage),
+            "xz payload is corrupt",
+        ),
+    ]
 }
 
 #[test]

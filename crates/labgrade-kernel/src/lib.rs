@@ -17,13 +17,15 @@ mod mirror;
 mod source;
 #[cfg(test)]
 mod test_support;
+mod unpack;
 
 use std::path::PathBuf;
 
 pub use cache::{FetchOptions, KernelCache};
 pub use error::KernelError;
-pub use image::{ImageKind, image_kind};
+pub use image::{Compression, ImageError, KernelImage, inspect, inspect_file};
 pub use source::KernelSource;
+pub use unpack::{BootImage, boot_image};
 
 /// A kernel ready to boot: what the qemu guest needs to start it and build its initramfs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

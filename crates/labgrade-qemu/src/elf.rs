@@ -1,39 +1,15 @@
-//! The few facts labgrade reads from ELF files it did not make (a kernel's vmlinux, its modules,
-//! the host's busybox), through the `object` crate: a hostile or truncated file is an answer of
+//! The few facts labgrade reads from ELF files it did not make (a kernel's modules, the host's
+//! busybox), through the `object` crate: a hostile or truncated file is an answer of
 //! "no", never a panic or an out-of-bounds read.
 
 use object::Endianness;
-use object::elf::{FileHeader64, NoteType, PT_INTERP};
+use object::elf::{FileHeader64, PT_INTERP};
 use object::read::elf::{FileHeader, ProgramHeader, SectionHeader};
-
-/// `XEN_ELFNOTE_PHYS32_ENTRY`: the note QEMU boots a vmlinux by, in PVH mode.
-const XEN_ELFNOTE_PHYS32_ENTRY: NoteType = NoteType(18);
 
 fn header(elf: &[u8]) -> Option<(&FileHeader64<Endianness>, Endianness)> {
     let header = FileHeader64::<Endianness>::parse(elf).ok()?;
     let endian = header.endian().ok()?;
     Some((header, endian))
-}
-
-/// Does this ELF64 carry the `Xen` note of type 18 QEMU boots PVH by?
-pub(crate) fn has_pvh_note(elf: &[u8]) -> bool {
-    let Some((header, endian)) = header(elf) else {
-        return false;
-    };
-    let Ok(segments) = header.program_headers(endian, elf) else {
-        return false;
-    };
-    segments.iter().any(|segment| {
-        let Ok(Some(mut notes)) = segment.notes(endian, elf) else {
-            return false;
-        };
-        while let Ok(Some(note)) = notes.next() {
-            if note.n_type(endian) == XEN_ELFNOTE_PHYS32_ENTRY && note.name() == b"Xen" {
-                return true;
-            }
-        }
-        false
-    })
 }
 
 /// Does this file need a dynamic loader (a `PT_INTERP` program header)? A file that is not a
@@ -111,7 +87,6 @@ mod tests {
     fn a_dynamic_binary_has_an_interpreter_and_garbage_counts_as_one() {
         assert!(has_interpreter(&host_elf("/bin/sh")));
         assert!(has_interpreter(b"not an elf"));
-        assert!(!has_pvh_note(&host_elf("/bin/sh")));
         assert!(modinfo_values(&host_elf("/bin/sh"), "depends").is_empty());
     }
 
@@ -120,7 +95,6 @@ mod tests {
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = has_pvh_note(&bytes);
             let _ = has_interpreter(&bytes);
             let _ = modinfo_values(&bytes, "depends");
         }
@@ -142,7 +116,6 @@ mod tests {
             let whole = elf.clone();
             elf.truncate(cut.min(elf.len()));
             for e in [&whole, &elf] {
-                let _ = has_pvh_note(e);
                 let _ = has_interpreter(e);
                 let _ = modinfo_values(e, "alias");
             }

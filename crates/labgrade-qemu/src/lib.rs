@@ -15,7 +15,6 @@ mod locale;
 mod modules;
 mod upper_disk;
 mod vm;
-mod vmlinux;
 mod writable;
 
 use std::io::{BufRead, BufReader, Read};
@@ -32,27 +31,33 @@ pub use accel::Accel;
 use initramfs::initramfs_for;
 pub use writable::{OverlayUpper, RwDir, WritableRoot};
 
-/// The kernel to boot: an unpacked vmlinuz and its modules directory.
+/// The kernel to boot: its image, validated and prepared before any QEMU process starts (a bad
+/// image is refused here, not by QEMU after a boot timeout), and its modules directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootKernel {
     /// How the user named it, e.g. `debian:6.1`; the guest is called `qemu:<name>`.
     pub name: String,
     /// Its `uname -r`.
     pub release: String,
-    /// The kernel image.
-    pub vmlinuz: PathBuf,
+    /// What QEMU is given: the unpacked PVH vmlinux, or the bzImage.
+    pub image: labgrade_kernel::BootImage,
     /// `lib/modules/<release>` of that kernel.
     pub modules_dir: PathBuf,
 }
 
-impl From<labgrade_kernel::Kernel> for BootKernel {
-    fn from(k: labgrade_kernel::Kernel) -> BootKernel {
-        BootKernel {
+impl BootKernel {
+    /// Validates `k`'s image and prepares what QEMU boots (unpacking it into `cache_dir` once).
+    pub fn prepare(
+        k: labgrade_kernel::Kernel,
+        cache_dir: &std::path::Path,
+    ) -> Result<BootKernel, labgrade_kernel::ImageError> {
+        let image = labgrade_kernel::boot_image(&k.vmlinuz, &k.release, cache_dir)?;
+        Ok(BootKernel {
             name: k.name,
             release: k.release,
-            vmlinuz: k.vmlinuz,
+            image,
             modules_dir: k.modules_dir,
-        }
+        })
     }
 }
 
@@ -176,10 +181,8 @@ impl QemuGuest {
             .unwrap_or_default()
             + tcg_only_params(self.accel_choice.0)
             + &self.config.writable.kernel_params();
-        let kernel_image = vmlinux::vmlinux_for(&k.vmlinuz, &k.release, &self.config.cache_dir)
-            .unwrap_or_else(|| k.vmlinuz.clone());
         let spec = vm::VmSpec {
-            vmlinuz: kernel_image,
+            vmlinuz: k.image.path().to_path_buf(),
             initramfs,
             append,
             accel: self.accel_choice.0,

@@ -100,6 +100,22 @@ pub enum LaunchError {
         "--overlay-root and --rwdir need a qemu guest (--guest qemu:KERNEL); the host guest's root is the host's"
     )]
     NotWritable,
+    /// An archive kernel's cached image is not bootable: the cache was damaged (exit 3).
+    #[error(
+        "the cached kernel image {path} is not bootable: {source}; delete {entry} and fetch \
+         again (labgrade kernel fetch {name})"
+    )]
+    CachedImage {
+        /// The image.
+        path: PathBuf,
+        /// Its cache entry, to delete.
+        entry: PathBuf,
+        /// The kernel source, to fetch again.
+        name: String,
+        /// What is wrong with the image.
+        #[source]
+        source: labgrade_kernel::ImageError,
+    },
     /// A cache directory could not be made or written (exit 3).
     #[error("cannot use the {what} cache: {source}")]
     Cache {
@@ -117,7 +133,7 @@ impl LaunchError {
         match self {
             LaunchError::Unknown(_) | LaunchError::NotWritable => true,
             LaunchError::Kernel(e) => e.is_usage(),
-            LaunchError::Cache { .. } => false,
+            LaunchError::Cache { .. } | LaunchError::CachedImage { .. } => false,
         }
     }
 }
@@ -235,11 +251,12 @@ impl GuestSpec {
         // resolve inside the guest, so the agent is named by its real path.
         let agent_exe =
             std::fs::canonicalize(agent_exe).unwrap_or_else(|_| agent_exe.to_path_buf());
-        let mut config = QemuConfig::new(
-            BootKernel::from(fetched),
-            agent_exe,
-            writable_cache_dir(CacheDir::Initramfs)?,
-        );
+        let cache_dir = writable_cache_dir(CacheDir::Initramfs)?;
+        let vmlinuz = fetched.vmlinuz.clone();
+        let name = fetched.name.clone();
+        let kernel = BootKernel::prepare(fetched, &cache_dir)
+            .map_err(|e| bad_image(source, vmlinuz, name, e))?;
+        let mut config = QemuConfig::new(kernel, agent_exe, cache_dir);
         config.accel = options.accel;
         config.sessions = options.sessions.max(1);
         config.disks_per_session = options.disks_per_session;
@@ -295,9 +312,86 @@ impl GuestSpec {
     }
 }
 
+/// A kernel image that cannot boot: the user's file (`local:`, `deb:`) is their input error,
+/// naming it; an archive kernel's is a damaged cache entry.
+fn bad_image(
+    source: &KernelSource,
+    path: PathBuf,
+    name: String,
+    e: labgrade_kernel::ImageError,
+) -> LaunchError {
+    match source {
+        KernelSource::Local { .. } => LaunchError::Kernel(KernelError::Local {
+            path,
+            why: format!(
+                "not a kernel image: {e}; give the kernel image, e.g. /boot/vmlinuz-RELEASE"
+            ),
+        }),
+        KernelSource::Deb { path: deb } => LaunchError::Kernel(KernelError::Deb {
+            path: deb.clone(),
+            why: format!(
+                "its kernel image {} is not a bootable kernel image: {e}",
+                path.display()
+            ),
+        }),
+        KernelSource::Debian { .. } => {
+            // The image lies under the cache entry <root>/<release>/.
+            let entry = path
+                .strip_prefix(KernelCache::default_location().root())
+                .ok()
+                .and_then(|rel| rel.components().next())
+                .map(|c| KernelCache::default_location().root().join(c))
+                .unwrap_or_else(|| path.clone());
+            LaunchError::CachedImage {
+                path,
+                entry,
+                name,
+                source: e,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_image_is_the_users_when_it_is_their_file_and_the_caches_otherwise() {
+        let path = KernelCache::default_location()
+            .root()
+            .join("6.1.0-50-amd64/boot/vmlinuz-6.1.0-50-amd64");
+        let local = KernelSource::Local {
+            vmlinuz: path.clone(),
+            modules: PathBuf::from("/lib/modules/x"),
+        };
+        let e = bad_image(
+            &local,
+            path.clone(),
+            "local".into(),
+            labgrade_kernel::ImageError::NoPvhNote,
+        );
+        assert!(e.is_usage(), "{e}");
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        let debian = KernelSource::Debian {
+            selector: "6.1".into(),
+        };
+        let e = bad_image(
+            &debian,
+            path,
+            "debian:6.1".into(),
+            labgrade_kernel::ImageError::Empty,
+        );
+        assert!(!e.is_usage(), "{e}");
+        let entry = KernelCache::default_location()
+            .root()
+            .join("6.1.0-50-amd64");
+        assert!(
+            e.to_string()
+                .contains(&format!("delete {} and fetch again", entry.display())),
+            "{e}"
+        );
+    }
 
     #[test]
     fn names_parse_into_specs_and_back() -> Result<(), LaunchError> {

@@ -14,18 +14,7 @@ pub(super) fn local(name: &str, vmlinuz: &Path, modules: &Path) -> Result<Kernel
             "no such file; give the kernel image, e.g. /boot/vmlinuz-RELEASE",
         ));
     }
-    let mut head = Vec::with_capacity(crate::image::HEAD_LEN);
-    let len = std::fs::File::open(vmlinuz)
-        .and_then(|f| {
-            let len = f.metadata()?.len();
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(f, crate::image::HEAD_LEN as u64),
-                &mut head,
-            )?;
-            Ok(len)
-        })
-        .map_err(KernelError::io("read", vmlinuz))?;
-    if let Err(why) = crate::image::image_kind(&head, len) {
+    if let Err(why) = crate::image::inspect_file(vmlinuz) {
         return Err(bad(
             vmlinuz,
             &format!(

@@ -303,10 +303,8 @@ mod tests {
         touch(t.path(), "boot/vmlinuz-6.1.0-50-amd64");
         touch(t.path(), "lib/modules/6.1.0-50-amd64/modules.dep");
         let vmlinuz = t.path().join("boot/vmlinuz-6.1.0-50-amd64");
-        // The smallest file that is a whole bzImage: its boot header and no kernel after it.
-        let mut image = vec![0u8; 5 * 512];
-        image[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
-        image[0x202..0x206].copy_from_slice(b"HdrS");
+        // A small whole bzImage: its boot header and a (pretend) xz payload with its size.
+        let image = crate::image::synthetic::bzimage(b"\xfd7zXZ\0 stream\x00\x04\0\0");
         std::fs::write(&vmlinuz, image).expect("write vmlinuz");
         let modules = t.path().join("lib/modules/6.1.0-50-amd64");
         let src = KernelSource::Local {
