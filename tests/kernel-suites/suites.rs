@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use labgrade_report::{CaseStatus, SuiteReport, SuiteStatus};
+use labgrade_report::{CaseStatus, Missing, SuiteReport, SuiteStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -55,6 +55,7 @@ fn statuses(r: &SuiteReport) -> BTreeMap<String, SuiteStatus> {
 fn host_state(tag: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     let paths = [
         "/lower",
+        "/upper",
         "/layers",
         "/merged",
         "/var/lib/labgrade-suite",
@@ -446,6 +447,208 @@ fn sigkill_mid_suite_matrix_leaves_no_qemu_no_overlay_upper_and_no_temp_dir() {
     support::assert_empty_dir(&tmp, "temp files left behind");
     support::assert_empty_dir(&shared, "files left in the shared directory");
     support::assert_no_half_written_cache_files();
+}
+
+/// `sh -c "cd DIR && ./run --ov ARGS"` for the Python overlay suite: run from its directory
+/// as unionmount-testsuite is.
+fn python_suite_command(args: &str) -> String {
+    format!("cd {} && ./run --ov{args}", suite("python-overlay"))
+}
+
+#[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn a_python_suite_that_mounts_tmpfs_layers_under_root_passes_on_four_kernels() {
+    if let Err(reason) = kernels_ready(&FOUR) {
+        panic!("{reason}");
+    }
+    let dir = suite("python-overlay");
+    let before = host_state(&dir);
+    assert!(before.0.is_empty(), "the host already has {:?}", before.0);
+    let files_before = std::fs::read_dir(&dir)
+        .map(|d| d.count())
+        .unwrap_or_default();
+    let command = python_suite_command("");
+    let out = labgrade(&[
+        "matrix",
+        "--accel",
+        "tcg",
+        "--kernels",
+        &FOUR.join(","),
+        "--jobs",
+        "4",
+        "--overlay-root",
+        "--results",
+        "/tmp/python-overlay.tap",
+        "--format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    let report = report_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{report:#?}");
+    assert_eq!(report.runs.len(), 4);
+    for run in &report.runs {
+        assert_eq!(run.status, SuiteStatus::Passed, "{run:#?}");
+        let release = run.kernel_release.clone().unwrap_or_default();
+        assert!(
+            run.tail
+                .iter()
+                .any(|l| l == &format!("python overlay suite: 6 checks passed on {release}")),
+            "{run:#?}"
+        );
+        // Its TAP file's checks are the run's cases, every one passed.
+        let cases = run
+            .results
+            .as_ref()
+            .map(|r| r.cases.clone())
+            .unwrap_or_default();
+        assert_eq!(cases.len(), 6, "{run:#?}");
+        assert!(
+            cases.iter().all(|c| c.status == CaseStatus::Passed),
+            "{run:#?}"
+        );
+        assert!(run.missing.is_empty(), "{run:#?}");
+    }
+    // The suite's mkdir and mounts, and Python's byte-code cache, all went to the guest's upper.
+    assert_eq!(host_state(&dir), before, "the host changed");
+    assert_eq!(
+        std::fs::read_dir(&dir)
+            .map(|d| d.count())
+            .unwrap_or_default(),
+        files_before,
+        "files appeared in {dir}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn a_suite_that_mounts_on_a_missing_mount_point_is_told_which() {
+    if let Err(reason) = kernels_ready(&["debian:6.1"]) {
+        panic!("{reason}");
+    }
+    // unionmount-testsuite's set-up: `mount /lower 2>/dev/null || mount -t tmpfs lower_layer
+    // /lower` with no /lower made first; the host root the guest sees has none.
+    let command = python_suite_command(" --no-mkdir");
+    let out = labgrade(&[
+        "matrix",
+        "--accel",
+        "tcg",
+        "--kernels",
+        "debian:6.1",
+        "--overlay-root",
+        "--format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    let report = report_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{report:#?}");
+    let run = &report.runs[0];
+    assert_eq!(run.status, SuiteStatus::Failed, "{run:#?}");
+    let missing: Vec<Missing> = run.missing.iter().map(|m| m.missing.clone()).collect();
+    assert_eq!(
+        missing,
+        vec![Missing::MountPoint {
+            path: "/lower".into()
+        }],
+        "{run:#?}"
+    );
+    assert!(
+        run.missing[0]
+            .stderr_line
+            .contains("mount point does not exist"),
+        "{run:#?}"
+    );
+    // The command's own words stay in the report too.
+    assert!(
+        run.tail
+            .iter()
+            .any(|l| l.contains("RuntimeError: Command failed: mount /lower")),
+        "{run:#?}"
+    );
+    let human = labgrade_report::render_suite_human(&report);
+    assert!(
+        human.contains("missing: the mount point /lower does not exist"),
+        "{human}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn a_script_whose_interpreter_the_guest_lacks_is_reported_with_its_own_stderr() {
+    if let Err(reason) = kernels_ready(&["debian:6.1"]) {
+        panic!("{reason}");
+    }
+    // Under the build's target dir: the guest's /tmp is a private tmpfs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap_or_else(|e| panic!("{e}"));
+    let script = dir.path().join("run");
+    std::fs::write(&script, "#!/usr/bin/python9\nprint('never')\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let command = format!("cd {} && ./run --ov", dir.path().display());
+    let out = labgrade(&[
+        "matrix",
+        "--accel",
+        "tcg",
+        "--kernels",
+        "debian:6.1",
+        "--format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    let report = report_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{report:#?}");
+    let run = &report.runs[0];
+    assert_eq!(run.exit_code, Some(127), "{run:#?}");
+    let missing: Vec<Missing> = run.missing.iter().map(|m| m.missing.clone()).collect();
+    assert_eq!(
+        missing,
+        vec![Missing::Interpreter {
+            script: script.display().to_string(),
+            interpreter: "/usr/bin/python9".into(),
+            dos_line_ending: false,
+        }],
+        "{run:#?}"
+    );
+    // `exec` says the same on stderr, after the command's own stderr.
+    let out = labgrade(&[
+        "exec",
+        "--accel",
+        "tcg",
+        "--guest",
+        "qemu:debian:6.1",
+        "--",
+        "sh",
+        "-c",
+        &command,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    let own = stderr
+        .find("not found")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let ours = stderr
+        .find("labgrade exec: missing:")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(own < ours, "{stderr}");
+    assert!(stderr.contains("/usr/bin/python9"), "{stderr}");
 }
 
 #[test]
