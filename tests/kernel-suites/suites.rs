@@ -36,6 +36,16 @@ fn labgrade(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run labgrade: {e}"))
 }
 
+/// `labgrade matrix --accel tcg --kernels KERNELS FLAGS... -- COMMAND...`: every suite test's
+/// shape, so a test shows only what it varies.
+fn tcg_matrix(kernels: &str, flags: &[&str], command: &[&str]) -> Output {
+    let mut args = vec!["matrix", "--accel", "tcg", "--kernels", kernels];
+    args.extend_from_slice(flags);
+    args.push("--");
+    args.extend_from_slice(command);
+    labgrade(&args)
+}
+
 fn report_of(out: &Output) -> SuiteReport {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -106,27 +116,21 @@ fn a_suite_that_mounts_layers_under_root_runs_on_four_kernels_and_the_host_is_un
     let rwdir = format!("{tag}:/results");
     let out_dir = shared.path().join("out");
     let script = suite("layers-under-root.sh");
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
+    let out = tcg_matrix(
         &FOUR.join(","),
-        "--jobs",
-        "4",
-        "--overlay-root",
-        "--rwdir",
-        &rwdir,
-        "--out",
-        &out_dir.display().to_string(),
-        "--format",
-        "json",
-        "--",
-        "env",
-        "RESULTS_DIR=/results",
-        "sh",
-        &script,
-    ]);
+        &[
+            "--jobs",
+            "4",
+            "--overlay-root",
+            "--rwdir",
+            &rwdir,
+            "--out",
+            &out_dir.display().to_string(),
+            "--format",
+            "json",
+        ],
+        &["env", "RESULTS_DIR=/results", "sh", &script],
+    );
     let report = report_of(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#?}");
     assert_eq!(report.runs.len(), 4);
@@ -164,18 +168,7 @@ fn a_suite_on_a_read_only_root_fails_and_says_why() {
         panic!("{reason}");
     }
     let script = suite("layers-under-root.sh");
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
-        "debian:6.1",
-        "--format",
-        "json",
-        "--",
-        "sh",
-        &script,
-    ]);
+    let out = tcg_matrix("debian:6.1", &["--format", "json"], &["sh", &script]);
     let report = report_of(&out);
     assert_eq!(out.status.code(), Some(1), "{report:#?}");
     let run = &report.runs[0];
@@ -196,20 +189,11 @@ fn a_suite_fails_on_the_one_kernel_whose_overlayfs_refuses_userxattr() {
         panic!("{reason}");
     }
     let script = suite("userxattr.sh");
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
+    let out = tcg_matrix(
         &FOUR.join(","),
-        "--jobs",
-        "4",
-        "--format",
-        "json",
-        "--",
-        "sh",
-        &script,
-    ]);
+        &["--jobs", "4", "--format", "json"],
+        &["sh", &script],
+    );
     let report = report_of(&out);
     assert_eq!(out.status.code(), Some(1), "{report:#?}");
     let want: BTreeMap<String, SuiteStatus> = [
@@ -244,21 +228,11 @@ fn a_suite_that_writes_junit_has_its_cases_merged_under_each_kernel() {
         panic!("{reason}");
     }
     let script = suite("junit.sh");
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
+    let out = tcg_matrix(
         &kernels.join(","),
-        "--results",
-        "/tmp/results.xml",
-        "--format",
-        "junit",
-        "--",
-        "sh",
-        &script,
-        "/tmp/results.xml",
-    ]);
+        &["--results", "/tmp/results.xml", "--format", "junit"],
+        &["sh", &script, "/tmp/results.xml"],
+    );
     let xml = String::from_utf8_lossy(&out.stdout).into_owned();
     // The command exits 0 everywhere; the failed cases on 5.10 make that kernel fail.
     assert_eq!(out.status.code(), Some(1), "{xml}");
@@ -319,22 +293,18 @@ fn a_hanging_suite_is_killed_at_its_timeout_and_keeps_its_output_so_far() {
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let script = suite("hangs.sh");
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
+    let out = tcg_matrix(
         "debian:6.1",
-        "--timeout",
-        "5",
-        "--out",
-        &dir.path().display().to_string(),
-        "--format",
-        "json",
-        "--",
-        "sh",
-        &script,
-    ]);
+        &[
+            "--timeout",
+            "5",
+            "--out",
+            &dir.path().display().to_string(),
+            "--format",
+            "json",
+        ],
+        &["sh", &script],
+    );
     let report = report_of(&out);
     assert_eq!(out.status.code(), Some(1), "{report:#?}");
     let run = &report.runs[0];
@@ -471,24 +441,19 @@ fn a_python_suite_that_mounts_tmpfs_layers_under_root_passes_on_four_kernels() {
         .map(|d| d.count())
         .unwrap_or_default();
     let command = python_suite_command("");
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
+    let out = tcg_matrix(
         &FOUR.join(","),
-        "--jobs",
-        "4",
-        "--overlay-root",
-        "--results",
-        "/tmp/python-overlay.tap",
-        "--format",
-        "json",
-        "--",
-        "sh",
-        "-c",
-        &command,
-    ]);
+        &[
+            "--jobs",
+            "4",
+            "--overlay-root",
+            "--results",
+            "/tmp/python-overlay.tap",
+            "--format",
+            "json",
+        ],
+        &["sh", "-c", &command],
+    );
     let report = report_of(&out);
     assert_eq!(out.status.code(), Some(0), "{report:#?}");
     assert_eq!(report.runs.len(), 4);
@@ -537,20 +502,11 @@ fn a_suite_that_mounts_on_a_missing_mount_point_is_told_which() {
     // unionmount-testsuite's set-up: `mount /lower 2>/dev/null || mount -t tmpfs lower_layer
     // /lower` with no /lower made first; the host root the guest sees has none.
     let command = python_suite_command(" --no-mkdir");
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
+    let out = tcg_matrix(
         "debian:6.1",
-        "--overlay-root",
-        "--format",
-        "json",
-        "--",
-        "sh",
-        "-c",
-        &command,
-    ]);
+        &["--overlay-root", "--format", "json"],
+        &["sh", "-c", &command],
+    );
     let report = report_of(&out);
     assert_eq!(out.status.code(), Some(1), "{report:#?}");
     let run = &report.runs[0];
@@ -600,19 +556,7 @@ fn a_script_whose_interpreter_the_guest_lacks_is_reported_with_its_own_stderr() 
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .unwrap_or_else(|e| panic!("{e}"));
     let command = format!("cd {} && ./run --ov", dir.path().display());
-    let out = labgrade(&[
-        "matrix",
-        "--accel",
-        "tcg",
-        "--kernels",
-        "debian:6.1",
-        "--format",
-        "json",
-        "--",
-        "sh",
-        "-c",
-        &command,
-    ]);
+    let out = tcg_matrix("debian:6.1", &["--format", "json"], &["sh", "-c", &command]);
     let report = report_of(&out);
     assert_eq!(out.status.code(), Some(1), "{report:#?}");
     let run = &report.runs[0];
