@@ -58,6 +58,20 @@ fn report_of(out: &Output) -> SuiteReport {
     })
 }
 
+/// The matrix passed on all four kernels, and each run's output has the line `line(release)`
+/// (the suite's own word that it ran to its end on that kernel).
+fn passed_on_four_saying(out: &Output, line: impl Fn(&str) -> String) -> SuiteReport {
+    let report = report_of(out);
+    assert_eq!(out.status.code(), Some(0), "{report:#?}");
+    assert_eq!(report.runs.len(), 4);
+    for run in &report.runs {
+        assert_eq!(run.status, SuiteStatus::Passed, "{run:#?}");
+        let want = line(run.kernel_release.as_deref().unwrap_or_default());
+        assert!(run.tail.iter().any(|l| l == &want), "{run:#?}");
+    }
+    report
+}
+
 fn statuses(r: &SuiteReport) -> BTreeMap<String, SuiteStatus> {
     r.runs.iter().map(|r| (r.guest.clone(), r.status)).collect()
 }
@@ -131,18 +145,9 @@ fn a_suite_that_mounts_layers_under_root_runs_on_four_kernels_and_the_host_is_un
         ],
         &["env", "RESULTS_DIR=/results", "sh", &script],
     );
-    let report = report_of(&out);
-    assert_eq!(out.status.code(), Some(0), "{report:#?}");
-    assert_eq!(report.runs.len(), 4);
+    let report = passed_on_four_saying(&out, |release| format!("layers under / ok on {release}"));
     for run in &report.runs {
-        assert_eq!(run.status, SuiteStatus::Passed, "{run:#?}");
         let release = run.kernel_release.clone().unwrap_or_default();
-        assert!(
-            run.tail
-                .iter()
-                .any(|l| l == &format!("layers under / ok on {release}")),
-            "{run:#?}"
-        );
         // Through the shared directory, each kernel left its release; its whole output is kept.
         let copied = shared.path().join(format!("release-{release}"));
         assert_eq!(
@@ -445,18 +450,10 @@ fn a_python_suite_that_mounts_tmpfs_layers_under_root_passes_on_four_kernels() {
         ],
         &["sh", "-c", &command],
     );
-    let report = report_of(&out);
-    assert_eq!(out.status.code(), Some(0), "{report:#?}");
-    assert_eq!(report.runs.len(), 4);
+    let report = passed_on_four_saying(&out, |release| {
+        format!("python overlay suite: 6 checks passed on {release}")
+    });
     for run in &report.runs {
-        assert_eq!(run.status, SuiteStatus::Passed, "{run:#?}");
-        let release = run.kernel_release.clone().unwrap_or_default();
-        assert!(
-            run.tail
-                .iter()
-                .any(|l| l == &format!("python overlay suite: 6 checks passed on {release}")),
-            "{run:#?}"
-        );
         // Its TAP file's checks are the run's cases, every one passed.
         let cases = run.results.as_ref().map_or(&[][..], |r| &r.cases[..]);
         assert_eq!(cases.len(), 6, "{run:#?}");
