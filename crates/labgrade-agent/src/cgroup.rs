@@ -216,6 +216,108 @@ impl Drop for SandboxCgroup {
 /// Removes sandbox cgroups a killed labgrade left beside `dir`: those whose agent (the pid in
 /// the name; `kill(pid, 0)` looks in the agent's own pid namespace) is gone. `rmdir` refuses a
 /// cgroup that still has processes anyway.
+impl SandboxCgroup {
+    /// Processes the kernel killed for going over the memory limit (cgroup v2 `memory.events`,
+    /// v1 `memory.oom_control`, each `oom_kill N`); `None` without a memory cgroup.
+    pub(crate) fn memory_kills(&self) -> Option<u64> {
+        let mut found = None;
+        for dir in &self.dirs {
+            for file in ["memory.events", "memory.oom_control"] {
+                let Ok(text) = fs::read_to_string(dir.join(file)) else {
+                    continue;
+                };
+                let n = text.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                });
+                if let Some(n) = n {
+                    found = Some(found.unwrap_or(0) + n);
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Where sandbox cgroups of this machine are made: the v2 root, and each v1 controller's
+/// cgroup of this process.
+fn parents() -> Vec<PathBuf> {
+    let probed = probe();
+    let mut out = vec![PathBuf::from(ROOT)];
+    if let CgroupPlan::V1 { limits } = plan(&probed, 1, 1) {
+        for (controller, own, _, _) in limits {
+            out.push(
+                Path::new(ROOT)
+                    .join(controller)
+                    .join(own.trim_start_matches('/')),
+            );
+        }
+    }
+    out
+}
+
+/// Starts a process that outlives the agent to remove the cgroups its sandboxes made, however
+/// the agent ends (SIGKILL of labgrade included: the agent dies with it, and a cgroup
+/// directory would stay behind). It waits for the end of a pipe only the agent holds, removes
+/// `labgrade-sandbox-<agent pid>` wherever sandboxes make it (retrying while the last
+/// processes leave), and exits. Call before the agent's pid namespace: the reaper must not
+/// die with it. Only root makes cgroups, so only root starts one.
+pub(crate) fn start_reaper() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let name = format!("labgrade-sandbox-{}", std::process::id());
+    let Ok((r, w)) = nix::unistd::pipe() else {
+        return;
+    };
+    // SAFETY: single-threaded; the child only reads, removes directories and `_exit`s.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(w);
+            let _ = nix::unistd::setsid();
+            // Closes everything but the pipe: the agent's stdout must reach EOF when it dies.
+            // SAFETY: plain fd syscalls in the forked child.
+            unsafe {
+                let keep = std::os::fd::AsRawFd::as_raw_fd(&r);
+                for fd in 0..keep {
+                    libc::close(fd);
+                }
+                libc::close_range(u32::try_from(keep + 1).unwrap_or(u32::MAX), u32::MAX, 0);
+            }
+            let _ = nix::sys::prctl::set_name(c"labgrade-reaper");
+            let mut b = [0u8; 1];
+            loop {
+                match nix::unistd::read(&r, &mut b) {
+                    Ok(0) => break,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
+            for parent in parents() {
+                let dir = parent.join(&name);
+                for _ in 0..200 {
+                    if fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+            // SAFETY: ends the forked child.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { .. }) => {
+            drop(r);
+            // Held for the agent's life, never inherited by what it runs.
+            let _ = nix::fcntl::fcntl(
+                &w,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            std::mem::forget(w);
+        }
+        Err(_) => {}
+    }
+}
+
 fn sweep_stale(dir: &Path) {
     let Some(parent) = dir.parent() else { return };
     let Ok(entries) = fs::read_dir(parent) else {

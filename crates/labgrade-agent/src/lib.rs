@@ -15,6 +15,7 @@ pub mod layers;
 mod loopdev;
 mod namespaces;
 mod probe;
+mod reader;
 mod sandbox;
 mod session;
 
@@ -54,6 +55,7 @@ pub enum AgentError {
 /// Must be called while the process is still single-threaded.
 pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentError> {
     let host = disks::HostFiles::before_namespaces();
+    cgroup::start_reaper();
     // Before the pid namespace: the session's /proc has no entry for the agent itself.
     let exe = std::env::current_exe().ok();
     let privilege = match enter_private_namespaces() {
@@ -186,15 +188,19 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                     if stream { Some(&mut send_piece) } else { None };
                 Response::Ran(session.run(step, &script, timeout, &mut kmsg, sink))
             }
-            Request::Inspect { paths, text_of } => {
-                let root = sandbox.as_ref().map_or_else(|| lab.clone(), |s| s.lab());
-                Response::Inspected {
+            Request::Inspect { paths, text_of } => match sandbox.as_ref().map(|s| s.view()) {
+                // A sandbox's state was made by untrusted code: read as its student could.
+                Some(Ok(view)) => Response::Inspected {
+                    facts: reader::read_facts(&view, &paths, &text_of),
+                },
+                Some(Err(message)) => Response::Error { message },
+                None => Response::Inspected {
                     facts: paths
                         .iter()
-                        .map(|p| facts::inspect(&root, p, text_of.contains(p), &mut digests))
+                        .map(|p| facts::inspect(&lab, p, text_of.contains(p), &mut digests))
                         .collect(),
-                }
-            }
+                },
+            },
             Request::RunSandboxed(req) => {
                 // One sandbox at a time: the previous one's state is let go first.
                 sandbox = None;
@@ -206,16 +212,22 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
                     Err(message) => Response::Error { message },
                 }
             }
-            Request::Mounts => {
+            Request::Mounts { layers } => {
                 // Pid 1 of the proc this agent sees is its session, in the agent's mount namespace.
                 let table = match sandbox.as_ref() {
-                    Some(s) => s.mountinfo(),
+                    Some(s) => s.mountinfo().map(|(text, _)| text),
                     None => std::fs::read_to_string("/proc/1/mountinfo"),
                 };
                 match table {
-                    Ok(text) => Response::Mounted {
-                        mounts: sandbox::mounts_under(&text, LAB_DIR),
-                    },
+                    Ok(text) => {
+                        let mut mounts = sandbox::mounts_under(&text, LAB_DIR);
+                        if !layers.is_empty()
+                            && let Some(Ok(view)) = sandbox.as_ref().map(|s| s.view())
+                        {
+                            mounts = reader::name_layers(&view, mounts, &layers);
+                        }
+                        Response::Mounted { mounts }
+                    }
                     Err(e) => Response::Error {
                         message: format!("cannot read the mount table: {e}"),
                     },

@@ -22,7 +22,6 @@ use std::fs;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,13 +29,17 @@ use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::memfd::MFdFlags;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use crate::LAB_DIR;
 use crate::cgroup::{self, SandboxCgroup};
 use labgrade_proto::{MountEntry, Privilege, SandboxOutcome, SandboxRequest};
+
+mod root;
 
 /// Sandboxes on a host run as this uid plus the agent's pid: unique per concurrent sandbox (one
 /// per agent at a time), so `RLIMIT_NPROC` counts only its own processes and no sandbox can
@@ -45,29 +48,39 @@ pub const SANDBOX_UID_BASE: u32 = 1_000_000_000;
 
 /// Where the entry file is put inside the sandbox (beside `$LAB`, on the same private tmpfs).
 const TASK_DIR: &str = "/tmp/.task";
-/// World-writable directories of the host that get a private tmpfs inside the sandbox.
-const SHARED_WRITABLE: [&str; 3] = ["/var/tmp", "/dev/shm", "/run/lock"];
+/// Most bytes of a sandbox's mount table read.
+const MOUNTINFO_CAP: u64 = 16 << 20;
 
 /// A finished sandbox whose keeper is alive: its mount namespace, with everything the student
 /// left mounted, stays readable until this is dropped.
 #[derive(Debug)]
 pub(crate) struct HeldSandbox {
     keeper: Pid,
+    identity: Identity,
     /// The keeper's pid in the proc the agent sees (its session's pid namespace).
     keeper_in_proc: i32,
     release: Option<OwnedFd>,
-    _cgroup: SandboxCgroup,
+    cgroup: SandboxCgroup,
 }
 
 impl HeldSandbox {
-    /// `$LAB` as the sandbox saw it.
-    pub(crate) fn lab(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root{LAB_DIR}", self.keeper_in_proc))
+    /// What the fact reader needs to read the sandbox's state as its student could.
+    pub(crate) fn view(&self) -> Result<crate::reader::StudentView, String> {
+        let (uid, own_user_ns) = match self.identity {
+            Identity::Root => (None, false),
+            Identity::Switch(uid) => (Some(uid), true),
+            Identity::Nested => (None, true),
+        };
+        crate::reader::open_view(self.keeper_in_proc, uid, own_user_ns)
     }
 
-    /// The sandbox's mount table.
-    pub(crate) fn mountinfo(&self) -> std::io::Result<String> {
-        fs::read_to_string(format!("/proc/{}/mountinfo", self.keeper_in_proc))
+    /// The sandbox's mount table, at most [`MOUNTINFO_CAP`] bytes of it (a student may make
+    /// thousands of mounts), bytes that are not UTF-8 replaced; `true` when it was cut.
+    pub(crate) fn mountinfo(&self) -> std::io::Result<(String, bool)> {
+        crate::reader::read_kernel_text(
+            &format!("/proc/{}/mountinfo", self.keeper_in_proc),
+            MOUNTINFO_CAP,
+        )
     }
 }
 
@@ -166,9 +179,10 @@ pub(crate) fn run(
     drop((out_w, err_w, status_w, release_r, devnull));
     let mut held = HeldSandbox {
         keeper,
+        identity,
         keeper_in_proc: 0,
         release: Some(release_w),
-        _cgroup: cgroup,
+        cgroup,
     };
 
     let cap = usize::try_from(l.output_bytes).unwrap_or(usize::MAX);
@@ -259,6 +273,7 @@ pub(crate) fn run(
             _ => {}
         }
     }
+    outcome.memory_limit_hit = held.cgroup.memory_kills().is_some_and(|n| n > 0);
     if let Some(e) = keeper_error {
         return Err(format!("cannot make the sandbox: {e}"));
     }
@@ -470,45 +485,8 @@ fn make_namespaces(procs: &[CString], identity: Identity) -> Result<(), String> 
     Ok(())
 }
 
-fn tmpfs(at: &str, options: &str) -> Result<(), String> {
-    mount(
-        Some("labgrade-sandbox"),
-        at,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options),
-    )
-    .map_err(|e| format!("cannot mount a tmpfs on {at}: {e}"))
-}
-
-/// What the sandbox's init exits with when its timer fires.
+/// What the sandbox's init exits with when time is up (its setup's or the student's).
 const TIMED_OUT_CODE: i32 = 124;
-
-extern "C" fn on_alarm(_: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe. The kernel then kills every process of the namespace.
-    unsafe { libc::_exit(TIMED_OUT_CODE) }
-}
-
-/// Arms (or with 0 disarms) the init's wall-clock timer. Pid 1 of a namespace ignores signals
-/// it has no handler for, SIGALRM included, so it gets one that ends it.
-fn set_timer(ms: u64) {
-    // SAFETY: installs a handler that only calls _exit.
-    unsafe {
-        libc::signal(libc::SIGALRM, on_alarm as *const () as libc::sighandler_t);
-    }
-    let tv = |ms: u64| libc::timeval {
-        tv_sec: libc::time_t::try_from(ms / 1000).unwrap_or(libc::time_t::MAX),
-        tv_usec: libc::suseconds_t::try_from((ms % 1000) * 1000).unwrap_or(0),
-    };
-    let timer = libc::itimerval {
-        it_interval: tv(0),
-        it_value: tv(ms),
-    };
-    // SAFETY: setitimer with a valid itimerval.
-    unsafe {
-        libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut());
-    }
-}
 
 fn sandbox_env(cmd: &mut Command) -> &mut Command {
     cmd.env_clear()
@@ -523,11 +501,88 @@ fn sandbox_env(cmd: &mut Command) -> &mut Command {
         .current_dir(LAB_DIR)
 }
 
-/// Pid 1 of the sandbox. Returns its exit code (it is also ended by SIGALRM when time is up).
+/// How a child the init waited for ended.
+enum Ended {
+    Exited(i32),
+    Signaled(i32),
+    /// Its time ran out first.
+    TimedOut,
+}
+
+/// Waits for `pid` until `limit` has passed, reaping every other process that ends meanwhile
+/// (pid 1 inherits every orphan). The init keeps time itself, with no signal handler: pid 1 of
+/// a namespace ignores every signal it has no handler for, so a student's `kill -ALRM 1` (or
+/// any other signal) cannot end it or fake a time-out. SIGCHLD is blocked and read from a
+/// signalfd only to wake up.
+fn wait_for(pid: Pid, limit: Duration, wake: &SignalFd) -> Ended {
+    let deadline = Instant::now() + limit;
+    loop {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p == pid => return Ended::Exited(code),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
+                    return Ended::Signaled(sig as i32);
+                }
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                // No child at all: the one waited for is gone without a status (never).
+                Err(_) => return Ended::Exited(-1),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ended::TimedOut;
+        }
+        let ms = u16::try_from(left.as_millis().clamp(1, 1000)).unwrap_or(1000);
+        let mut fds = [PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+        while let Ok(Some(_)) = wake.read_signal() {}
+    }
+}
+
+/// Most bytes of the setup's output kept for its error message.
+const SETUP_OUTPUT: u64 = 64 << 10;
+
+/// Runs the assignment's setup (trusted) with its output in a memfd; its exit code and output,
+/// or `None` when it ran past `limit`.
+fn run_setup(
+    req: &SandboxRequest,
+    limit: Duration,
+    wake: &SignalFd,
+) -> Result<Option<(i32, String)>, String> {
+    let out = nix::sys::memfd::memfd_create(c"labgrade-setup", MFdFlags::MFD_CLOEXEC)
+        .map_err(errno("memfd_create"))?;
+    let out = fs::File::from(out);
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("cannot dup the setup's output: {e}"))?;
+    let child = sandbox_env(Command::new("sh").arg("-c").arg(&req.setup))
+        .stdin(Stdio::null())
+        .stdout(
+            out.try_clone()
+                .map_err(|e| format!("cannot dup the setup's output: {e}"))?,
+        )
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    let code = match wait_for(pid, limit, wake) {
+        Ended::Exited(c) => c,
+        Ended::Signaled(sig) => 128 + sig,
+        Ended::TimedOut => return Ok(None),
+    };
+    let mut text = String::new();
+    let mut out = out;
+    let _ = std::io::Seek::seek(&mut out, std::io::SeekFrom::Start(0));
+    let _ =
+        std::io::Read::read_to_string(&mut std::io::Read::take(&mut out, SETUP_OUTPUT), &mut text);
+    Ok(Some((code, text)))
+}
+
+/// Pid 1 of the sandbox. Returns its exit code: [`TIMED_OUT_CODE`] when time ran out.
 fn init_main(req: &SandboxRequest) -> i32 {
     let started = Instant::now();
-    // The student shares this pid namespace and uid: a dumpable init could be ptraced and its
-    // wall-clock timer stopped.
+    // The student shares this pid namespace and uid: a dumpable init could be ptraced.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
         status(&format!("F PR_SET_DUMPABLE in the init: {e}"));
         return 1;
@@ -536,32 +591,37 @@ fn init_main(req: &SandboxRequest) -> i32 {
         status(&format!("S 1 {}", serde_json::Value::from(e)));
         return 1;
     }
-    let l = req.limits;
-    set_timer(l.setup_ms.max(1));
-    let setup = sandbox_env(Command::new("sh").arg("-c").arg(&req.setup))
-        .stdin(Stdio::null())
-        .output();
-    set_timer(0);
-    match setup {
-        Ok(o) if o.status.success() => status("S 0 \"\""),
-        Ok(o) => {
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
-            let code = o.status.code().unwrap_or(-1);
-            status(&format!("S {code} {}", serde_json::Value::from(text)));
-            return 1;
-        }
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    // Blocked here only: std's spawn gives every child an empty signal mask.
+    let wake = match chld
+        .thread_block()
+        .and_then(|()| SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC))
+    {
+        Ok(w) => w,
         Err(e) => {
             status(&format!(
                 "S 1 {}",
-                serde_json::Value::from(format!("cannot run sh: {e}"))
+                serde_json::Value::from(format!("signalfd: {e}"))
             ));
+            return 1;
+        }
+    };
+    let l = req.limits;
+    match run_setup(req, Duration::from_millis(l.setup_ms.max(1)), &wake) {
+        Ok(Some((0, _))) => status("S 0 \"\""),
+        Ok(Some((code, text))) => {
+            status(&format!("S {code} {}", serde_json::Value::from(text)));
+            return 1;
+        }
+        Ok(None) => return TIMED_OUT_CODE,
+        Err(e) => {
+            status(&format!("S 1 {}", serde_json::Value::from(e)));
             return 1;
         }
     }
     status(&format!("T setup {}", ms(started)));
     let student_started = Instant::now();
-    set_timer(l.wall_ms.max(1));
     let limits = [
         (libc::RLIMIT_NPROC, l.processes),
         (libc::RLIMIT_AS, l.memory_mib.saturating_mul(1 << 20)),
@@ -574,7 +634,7 @@ fn init_main(req: &SandboxRequest) -> i32 {
     sandbox_env(&mut cmd)
         .arg(format!("{TASK_DIR}/{}", req.entry))
         .stdin(Stdio::null());
-    // SAFETY: setrlimit, setsid and sigprocmask are async-signal-safe syscalls.
+    // SAFETY: setrlimit and setsid are async-signal-safe syscalls.
     unsafe {
         cmd.pre_exec(move || {
             for (resource, value) in limits {
@@ -599,20 +659,11 @@ fn init_main(req: &SandboxRequest) -> i32 {
         }
     };
     let pid = Pid::from_raw(i32::try_from(student.id()).unwrap_or(0));
-    // Pid 1 reaps every orphan; the task ends when the entry file's shell does.
-    loop {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(p, code)) if p == pid => {
-                status(&format!("X exit {code}"));
-                break;
-            }
-            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => {
-                status(&format!("X signal {}", sig as i32));
-                break;
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => break,
-        }
+    // The task ends when the entry file's shell does; the kernel then kills the rest.
+    match wait_for(pid, Duration::from_millis(l.wall_ms.max(1)), &wake) {
+        Ended::Exited(code) => status(&format!("X exit {code}")),
+        Ended::Signaled(sig) => status(&format!("X signal {sig}")),
+        Ended::TimedOut => return TIMED_OUT_CODE,
     }
     status(&format!("T student {}", ms(student_started)));
     0
@@ -620,26 +671,13 @@ fn init_main(req: &SandboxRequest) -> i32 {
 
 fn init_mounts(req: &SandboxRequest) -> Result<(), String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(errno("PR_SET_PDEATHSIG"))?;
-    mount(
-        Some("proc"),
-        "/proc",
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(errno("mount a proc for the sandbox"))?;
-    tmpfs("/tmp", &format!("size={}m,mode=0755", req.limits.tmp_mib))?;
-    for dir in SHARED_WRITABLE {
-        if std::path::Path::new(dir).is_dir() {
-            tmpfs(dir, "size=1m,mode=1777")?;
-        }
-    }
-    let mk = |d: &str| fs::create_dir_all(d).map_err(|e| format!("cannot create {d}: {e}"));
-    mk(LAB_DIR)?;
-    mk(TASK_DIR)?;
     if req.entry.contains('/') || req.entry.starts_with('.') || req.entry.is_empty() {
         return Err(format!("bad entry file name {:?}", req.entry));
     }
+    root::enter_own_root(req.limits.tmp_mib)?;
+    let mk = |d: &str| fs::create_dir_all(d).map_err(|e| format!("cannot create {d}: {e}"));
+    mk(LAB_DIR)?;
+    mk(TASK_DIR)?;
     let entry = format!("{TASK_DIR}/{}", req.entry);
     fs::write(&entry, &req.script).map_err(|e| format!("cannot write {entry}: {e}"))?;
     nix::unistd::sethostname("labgrade-sandbox").map_err(errno("sethostname"))?;
@@ -654,6 +692,8 @@ pub fn mounts_under(mountinfo: &str, lab: &str) -> Vec<MountEntry> {
         .lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
+            let mut ids = left.split(' ').map(|f| f.parse::<u64>().unwrap_or(0));
+            let (mount_id, parent_id) = (ids.next().unwrap_or(0), ids.next().unwrap_or(0));
             let mount_point = unescape(left.split(' ').nth(4)?);
             let mut r = right.splitn(3, ' ');
             let fstype = unescape(r.next()?);
@@ -665,6 +705,8 @@ pub fn mounts_under(mountinfo: &str, lab: &str) -> Vec<MountEntry> {
                 mount_point.strip_prefix(lab)?.strip_prefix('/')?.to_owned()
             };
             Some(MountEntry {
+                mount_id,
+                parent_id,
                 mount_point: rel,
                 fstype,
                 source,

@@ -78,7 +78,9 @@ fn read_entry(submission: &Path, entry: &str) -> Result<Vec<u8>, String> {
     let path = submission.join(entry);
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        // Never blocks: a FIFO (or a device) named like an entry file is refused below, not
+        // waited on in open().
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
         .open(&path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!("the submission has no {entry}"),
@@ -167,9 +169,17 @@ fn run_and_judge(
         let mut paths: Vec<String> = Vec::new();
         let mut text_of: Vec<String> = Vec::new();
         let mut wants_mounts = false;
+        let mut layers: Vec<String> = Vec::new();
         for fact in task.checks.iter().flat_map(|c| &c.facts) {
             match fact {
-                TaskFact::Overlay(_) => wants_mounts = true,
+                TaskFact::Overlay(o) => {
+                    wants_mounts = true;
+                    for l in o.lower.iter().chain(&o.upper).chain(&o.work) {
+                        if !layers.contains(l) {
+                            layers.push(l.clone());
+                        }
+                    }
+                }
                 TaskFact::Path(c) => {
                     if !paths.contains(&c.path) {
                         paths.push(c.path.clone());
@@ -184,7 +194,7 @@ fn run_and_judge(
         }
         let facts = session.inspect(paths, text_of).map_err(|e| e.to_string())?;
         let mounts = if wants_mounts {
-            session.mounts().map_err(|e| e.to_string())?
+            session.mounts(layers).map_err(|e| e.to_string())?
         } else {
             Vec::new()
         };
@@ -197,6 +207,7 @@ fn run_and_judge(
             exit_code: outcome.exit_code,
             signal: outcome.signal,
             timed_out: outcome.timed_out,
+            memory_limit_hit: outcome.memory_limit_hit,
             stdout: outcome.stdout,
             stderr: outcome.stderr,
             stdout_bytes: outcome.stdout_bytes,

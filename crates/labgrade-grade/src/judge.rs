@@ -98,6 +98,18 @@ pub fn overlay_layers(options: &[String], lab: &str) -> OverlayLayers {
     layers
 }
 
+/// The mount a process sees at `at`: of the mounts there, the one no other is stacked on (its
+/// id is no other's parent there). Mount order is not stacking order: a mount moved onto the
+/// path (`mount --move`) keeps its older place in the table. Without ids, the last one.
+fn visible_at<'a>(mounts: &'a [MountEntry], at: &str) -> Option<&'a MountEntry> {
+    let here: Vec<&MountEntry> = mounts.iter().filter(|m| m.mount_point == at).collect();
+    here.iter()
+        .rev()
+        .find(|m| m.mount_id != 0 && !here.iter().any(|o| o.parent_id == m.mount_id))
+        .or(here.last())
+        .copied()
+}
+
 /// Judges "`at` is an overlay mount with these layers" against the mounts under `$LAB` (in
 /// mount order; the topmost at a path is the one a process sees).
 pub fn judge_overlay(want: &OverlayExpectation, lab: &str, mounts: &[MountEntry]) -> CheckReport {
@@ -107,7 +119,7 @@ pub fn judge_overlay(want: &OverlayExpectation, lab: &str, mounts: &[MountEntry]
         upper: want.upper.as_deref().map(|p| relative_to_lab(p, "")),
         work: want.work.as_deref().map(|p| relative_to_lab(p, "")),
     };
-    let top = mounts.iter().rev().find(|m| m.mount_point == at);
+    let top = visible_at(mounts, &at);
     let (ok, actual) = match top {
         None => (false, format!("nothing is mounted at {at}")),
         Some(m) if m.fstype != "overlay" => {
@@ -201,6 +213,8 @@ mod tests {
 
     fn overlay(options: &str) -> MountEntry {
         MountEntry {
+            mount_id: 0,
+            parent_id: 0,
             mount_point: "merged".into(),
             fstype: "overlay".into(),
             source: "overlay".into(),
@@ -258,6 +272,8 @@ mod tests {
     #[test]
     fn only_the_topmost_mount_counts_and_a_bind_mount_is_no_overlay() {
         let bind = MountEntry {
+            mount_id: 0,
+            parent_id: 0,
             mount_point: "merged".into(),
             fstype: "tmpfs".into(),
             source: "labgrade-sandbox".into(),
@@ -272,6 +288,30 @@ mod tests {
         assert_eq!(r.status, CheckStatus::Pass);
         let r = judge_overlay(&want(&["lower"]), LAB, &[]);
         assert_eq!(r.actual, "nothing is mounted at merged");
+    }
+
+    #[test]
+    fn a_tmpfs_moved_on_top_of_the_overlay_is_what_merged_shows_whatever_the_table_order() {
+        // `mount --move` of an older tmpfs onto merged: it keeps its earlier line in the
+        // table, but its parent is the overlay's mount, so it is the one on top.
+        let moved = MountEntry {
+            mount_id: 40,
+            parent_id: 41,
+            mount_point: "merged".into(),
+            fstype: "tmpfs".into(),
+            source: "fake".into(),
+            super_options: vec!["rw".into()],
+        };
+        let good = MountEntry {
+            mount_id: 41,
+            parent_id: 30,
+            ..overlay("rw,lowerdir=/tmp/lab/lower,upperdir=/tmp/lab/upper,workdir=/tmp/lab/work")
+        };
+        let r = judge_overlay(&want(&["lower"]), LAB, &[moved, good.clone()]);
+        assert_eq!(r.status, CheckStatus::Fail, "{r:?}");
+        assert_eq!(r.actual, "a tmpfs mount (source fake)");
+        let r = judge_overlay(&want(&["lower"]), LAB, &[good]);
+        assert_eq!(r.status, CheckStatus::Pass, "{r:?}");
     }
 
     proptest::proptest! {

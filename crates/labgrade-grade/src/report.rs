@@ -103,6 +103,9 @@ pub struct TaskRun {
     pub signal: Option<i32>,
     /// It ran out of wall time and every process of it was killed.
     pub timed_out: bool,
+    /// The kernel killed one of its processes for going over the memory limit.
+    #[serde(default)]
+    pub memory_limit_hit: bool,
     /// Its standard output, capped.
     pub stdout: String,
     /// Its standard error, capped.

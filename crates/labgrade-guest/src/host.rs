@@ -1,6 +1,10 @@
 //! The `host` guest: the agent runs on this machine, in private namespaces of its own.
 
-use std::io::BufReader;
+use std::io::{BufReader, Read};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -69,14 +73,69 @@ impl Guest for HostGuest {
             });
         };
         let log = crate::collect_stderr(stderr);
+        let reader = DeadlineReader::new(stdout);
+        let timeout = std::sync::Arc::clone(&reader.timeout);
         // Disks come from the default provider: the agent copies each image onto its own
         // tmpfs and attaches a loop device to it.
-        AgentSession::establish(
-            Box::new(BufReader::new(stdout)),
+        let mut session = AgentSession::establish(
+            Box::new(BufReader::new(reader)),
             Box::new(stdin),
             log,
             Arc::default(),
             Box::new(ChildGuard(child)),
-        )
+        )?;
+        // Every reply has a deadline: an agent stuck on something a student left (a read that
+        // never returns) is given up on, and killed with the session, instead of hanging the
+        // grader.
+        session.set_reply_timeout(Box::new(move |limit| {
+            if let Ok(mut t) = timeout.lock() {
+                *t = limit;
+            }
+        }));
+        Ok(session)
+    }
+}
+
+/// The agent's stdout, each read bounded by a timeout (as a VM's socket bounds its reads with
+/// `SO_RCVTIMEO`): no data within it is a `TimedOut` error, never a wait for ever.
+struct DeadlineReader {
+    inner: std::process::ChildStdout,
+    timeout: Arc<std::sync::Mutex<Duration>>,
+}
+
+impl DeadlineReader {
+    /// The hello is awaited as long as any request.
+    fn new(inner: std::process::ChildStdout) -> DeadlineReader {
+        DeadlineReader {
+            inner,
+            timeout: Arc::new(std::sync::Mutex::new(
+                labgrade_proto::Request::Shutdown.reply_within(),
+            )),
+        }
+    }
+}
+
+impl Read for DeadlineReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let limit = self.timeout.lock().map(|t| *t).unwrap_or(Duration::MAX);
+        let deadline = Instant::now().checked_add(limit);
+        loop {
+            let left = deadline.map_or(Duration::from_secs(60), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the agent did not answer within {} s", limit.as_secs()),
+                ));
+            }
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.inner.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => return self.inner.read(buf),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

@@ -33,6 +33,10 @@ pub struct AgentSession {
     ended_cleanly: Arc<AtomicBool>,
     disk_provider: Option<DiskProvider>,
     reply_timeout: Option<Box<dyn Fn(Duration) + Send>>,
+    /// A reply failed (timed out, unreadable, the channel broke): the agent's state is unknown,
+    /// so nothing more is asked of it (not even a shutdown that would wait out another
+    /// deadline); dropping the session kills it.
+    broken: bool,
     // Dropped last: the process (or VM) the session runs in.
     _guard: Box<dyn Send>,
 }
@@ -69,6 +73,7 @@ impl AgentSession {
             ended_cleanly,
             disk_provider: None,
             reply_timeout: None,
+            broken: false,
             _guard: guard,
         };
         let started = std::time::Instant::now();
@@ -168,9 +173,10 @@ impl AgentSession {
         }
     }
 
-    /// The mounts at or below `$LAB`, in mount order, as the last sandbox (or the session) sees them.
-    pub fn mounts(&mut self) -> Result<Vec<MountEntry>, GuestError> {
-        match self.request(&Request::Mounts)? {
+    /// The mounts at or below `$LAB`, in mount order, as the last sandbox (or the session) sees
+    /// them; overlay layers that are one of `layers` (relative to `$LAB`) are named as it.
+    pub fn mounts(&mut self, layers: Vec<String>) -> Result<Vec<MountEntry>, GuestError> {
+        match self.request(&Request::Mounts { layers })? {
             Response::Mounted { mounts } => Ok(mounts),
             other => Err(self.unexpected("mounts", &other)),
         }
@@ -233,6 +239,11 @@ impl AgentSession {
         on_output: &mut OutputSink<'_>,
     ) -> Result<Response, GuestError> {
         let started = std::time::Instant::now();
+        if self.broken {
+            return Err(self.agent_error(
+                "an earlier reply of this agent failed; it is not asked again".into(),
+            ));
+        }
         if let Some(set) = &self.reply_timeout {
             set(request.reply_within());
         }
@@ -265,12 +276,14 @@ impl AgentSession {
 
     fn receive(&mut self) -> Result<Response, GuestError> {
         let mut line = String::new();
-        match self.reader.read_line(&mut line) {
+        let reply = match self.reader.read_line(&mut line) {
             Ok(0) => Err(self.agent_error("the agent exited".into())),
             Ok(_) => serde_json::from_str(&line)
                 .map_err(|e| self.agent_error(format!("unreadable reply {line:?}: {e}"))),
             Err(e) => Err(self.agent_error(format!("cannot read from the agent: {e}"))),
-        }
+        };
+        self.broken |= reply.is_err();
+        reply
     }
 
     fn agent_error(&self, message: String) -> GuestError {

@@ -54,7 +54,14 @@ pub enum Request {
     /// `Mounts` requests read the state it left, in its mount namespace, until the session ends.
     RunSandboxed(SandboxRequest),
     /// The mounts under `$LAB` as the session (or the sandbox last run) sees them.
-    Mounts,
+    Mounts {
+        /// Directories relative to `$LAB` an overlay's layers are expected to be: each layer
+        /// of an overlay mount that is the same directory as one of them (however the mounter
+        /// spelled it: `//tmp/lab/x`, `/tmp/lab/../lab/x`, through a symlink) is reported as
+        /// `$LAB/<that name>`, so a check compares what the kernel resolved, not option text.
+        #[serde(default)]
+        layers: Vec<String>,
+    },
     /// Start a container engine in the session (its data under the session's private tmpfs,
     /// its processes in the session's pid namespace), import the image, and export `$ENGINE`,
     /// `$IMAGE` and the engine's environment to the steps. Stopped at `Shutdown`, and killed with
@@ -119,7 +126,8 @@ pub enum Response {
 
 impl Request {
     /// How long the runner waits for the reply: a step gets its own timeout (the agent ends it
-    /// then) plus a minute; anything else five minutes (probes and digests of big files).
+    /// then) plus a minute; facts of a sandbox (read by a child the agent kills after 10 s) a
+    /// minute; anything else five minutes (probes and digests of big files).
     pub fn reply_within(&self) -> std::time::Duration {
         use std::time::Duration;
         match self {
@@ -129,6 +137,7 @@ impl Request {
             Request::RunSandboxed(r) => Duration::from_millis(r.limits.wall_ms)
                 .saturating_add(Duration::from_millis(r.limits.setup_ms))
                 .saturating_add(Duration::from_secs(60)),
+            Request::Mounts { .. } => Duration::from_secs(60),
             _ => Duration::from_secs(300),
         }
     }
@@ -402,6 +411,11 @@ pub struct SandboxOutcome {
     pub signal: Option<i32>,
     /// The wall limit was reached and every process of the task was killed.
     pub timed_out: bool,
+    /// The kernel killed at least one of the task's processes for going over its memory limit
+    /// (the cgroup's OOM kills; where no memory cgroup is writable, RLIMIT_AS makes allocations
+    /// fail instead and this stays false).
+    #[serde(default)]
+    pub memory_limit_hit: bool,
     /// Standard output, at most `output_bytes` of it (lossily decoded).
     pub stdout: String,
     /// Standard error, at most `output_bytes` of it (lossily decoded).
@@ -423,6 +437,13 @@ pub struct SandboxOutcome {
 /// One line of a mount table (`/proc/PID/mountinfo`), as data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountEntry {
+    /// The kernel's id of the mount (mountinfo's first field; 0 when unknown).
+    #[serde(default)]
+    pub mount_id: u64,
+    /// The id of the mount it is mounted on: a mount stacked on another at the same point has
+    /// that one as its parent, so the one a process sees is the one nothing is stacked on.
+    #[serde(default)]
+    pub parent_id: u64,
     /// Where it is mounted, relative to `$LAB` (`""` for `$LAB` itself).
     pub mount_point: String,
     /// The filesystem type, e.g. `overlay`.

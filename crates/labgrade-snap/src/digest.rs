@@ -12,14 +12,11 @@
 //! clock with any fixed window still served stale digests on a 6.1 guest (58 of 2000 rewrites).
 
 use std::fs::{self, File};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
-use crate::{SnapError, hex, io_err};
+use crate::{SnapError, io_err};
 
 /// Files at least this big are worth waiting for the file clock to move past (up to one tick:
 /// 4 ms at HZ=250): hashing one again at its next look (a 50 MiB layer, ~30 ms) costs more than
@@ -163,17 +160,10 @@ pub fn probe_same_tick_rewrites(dir: &Path, rounds: u32) -> Result<RewriteProbe,
 
 /// Hex SHA-256 of a file's content, read in 1 MiB pieces.
 pub(crate) fn sha256_file(path: &Path) -> Result<String, SnapError> {
-    let mut file = File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
+    let file = File::open(path).map_err(io_err(path))?;
+    crate::sha256_keeping(file, 0)
+        .map(|(digest, _, _)| digest)
+        .map_err(io_err(path))
 }
 
 #[cfg(test)]

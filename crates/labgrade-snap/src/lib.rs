@@ -64,6 +64,17 @@ fn kind_of(ft: fs::FileType) -> EntryKind {
 /// changed since `cache` last hashed it is not read again (a 50 MiB layer file is otherwise
 /// hashed at every check).
 pub fn read_entry(path: &Path, name: &str, cache: &mut DigestCache) -> Result<Entry, SnapError> {
+    read_entry_with(path, name, |meta| cache.digest(path, meta).map(Some))
+}
+
+/// Like [`read_entry`], with a regular file's digest made by `digest` (given its metadata), or
+/// left out where it returns `None`: a reader of a tree someone else made decides what it dares
+/// open (never a FIFO, never a file of /proc that blocks) and how much of it it reads.
+pub fn read_entry_with(
+    path: &Path,
+    name: &str,
+    digest: impl FnOnce(&fs::Metadata) -> Result<Option<String>, SnapError>,
+) -> Result<Entry, SnapError> {
     let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
     let kind = kind_of(meta.file_type());
     let rdev = matches!(kind, EntryKind::Char | EntryKind::Block).then(|| {
@@ -82,7 +93,7 @@ pub fn read_entry(path: &Path, name: &str, cache: &mut DigestCache) -> Result<En
         None
     };
     let sha256 = if kind == EntryKind::File {
-        Some(cache.digest(path, &meta)?)
+        digest(&meta)?
     } else {
         None
     };
@@ -98,6 +109,32 @@ pub fn read_entry(path: &Path, name: &str, cache: &mut DigestCache) -> Result<En
         xattrs: overlay_xattrs(path)?,
         sha256,
     })
+}
+
+/// Streams `reader` through SHA-256 and keeps its first `keep` bytes: one pass gives a file's
+/// digest and, when it is small enough, its text. Returns the hex digest, the kept bytes and
+/// the bytes read in all.
+pub fn sha256_keeping(
+    mut reader: impl io::Read,
+    keep: usize,
+) -> io::Result<(String, Vec<u8>, u64)> {
+    let mut hasher = Sha256::new();
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        let room = keep.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+        total += n as u64;
+    }
+    Ok((hex(&hasher.finalize()), kept, total))
 }
 
 /// Hex SHA-256 of bytes in memory, for expected values computed from lab files.
