@@ -7,7 +7,9 @@
 //! text through one of these functions; the assignment's own text (check names, feedback) is
 //! trusted and printed as written.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
+use std::os::unix::ffi::OsStrExt;
 
 /// Characters that act instead of showing: C0 and C1 controls and DEL, and the Unicode format
 /// characters that reorder or break a line (bidi embeddings, overrides and isolates, the
@@ -133,8 +135,38 @@ pub fn md_fenced(s: &str) -> String {
     format!("{fence}\n{body}\n{fence}")
 }
 
+/// A directory name (a batch's submission folder) as a printable name that is distinct for
+/// every distinct name: bytes that are not UTF-8, control and format characters, and the
+/// backslash itself are written `\xNN` per byte, everything else as it is. Since a backslash is
+/// always escaped, `\xff` can only come from the byte 0xff, never from a folder really called
+/// `\xff` (that one is `\x5cxff`), so two folders never share an output directory or a line of
+/// `summary.csv`.
+pub fn file_name(name: &OsStr) -> String {
+    let mut out = String::with_capacity(name.len());
+    let byte = |out: &mut String, b: u8| {
+        let _ = write!(out, "\\x{b:02x}");
+    };
+    for chunk in name.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' || acts(c) {
+                for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                    byte(&mut out, b);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for &b in chunk.invalid() {
+            byte(&mut out, b);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
     use proptest::prelude::*;
 
     use super::*;
@@ -177,6 +209,35 @@ mod tests {
         assert_eq!(md_fenced("a\n````\nb"), "`````\na\n````\nb\n`````");
     }
 
+    #[test]
+    fn file_names_are_printable_and_a_real_backslash_is_escaped_too() {
+        assert_eq!(file_name(OsStr::new("alice")), "alice");
+        assert_eq!(file_name(OsStr::from_bytes(b"a\xffb")), "a\\xffb");
+        assert_eq!(file_name(OsStr::new("a\\xffb")), "a\\x5cxffb");
+        assert_eq!(file_name(OsStr::new("a\nb")), "a\\x0ab");
+        assert_eq!(file_name(OsStr::new("名前")), "名前");
+    }
+
+    /// Reads a [`file_name`] back to its bytes: proof that no two names share one.
+    fn unescape(name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = name;
+        while let Some(c) = rest.chars().next() {
+            if let Some(hex) = rest.strip_prefix("\\x") {
+                let b = hex
+                    .get(..2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .unwrap_or_else(|| panic!("bad escape in {name:?}"));
+                out.push(b);
+                rest = &hex[2..];
+            } else {
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+        out
+    }
+
     fn hazard_free(s: &str) -> bool {
         !s.chars().any(acts)
     }
@@ -211,6 +272,13 @@ mod tests {
             let lines: Vec<&str> = f.lines().collect();
             let fence = lines[0];
             prop_assert!(lines[1..lines.len() - 1].iter().all(|l| !l.trim_start().starts_with(fence)));
+        }
+
+        #[test]
+        fn file_names_are_printable_and_distinct(bytes in proptest::collection::vec(any::<u8>(), 0..24)) {
+            let name = file_name(OsStr::from_bytes(&bytes));
+            prop_assert!(hazard_free(&name));
+            prop_assert_eq!(unescape(&name), bytes);
         }
     }
 }
