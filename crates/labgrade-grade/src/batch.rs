@@ -2,7 +2,15 @@
 //! and `OUT/<name>/report.json` (the full report) written atomically, `OUT/summary.csv`, and a
 //! rerun keeps what is already graded unless forced. A submission the grader failed on is marked
 //! `error` with its reason (never a 0) and is graded again on the next run.
+//!
+//! `summary.csv` is rewritten (atomically) as each submission finishes, listing those done so
+//! far in name order, so a batch killed by one submission that hangs or crashes the grader
+//! still leaves the summary of every other. A folder is read by its real name; its results and
+//! its summary line go under [`escape::file_name`] of it, printable and distinct for distinct
+//! folders even when names are not UTF-8.
 
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use labgrade_guest::Guest;
 
 use crate::assignment::Assignment;
+use crate::escape;
 use crate::grade::grade_submission;
 use crate::render::render_gradescope;
 use crate::report::{GradeReport, GradeStatus};
@@ -28,7 +37,9 @@ pub struct BatchOptions {
 /// One submission's line in `summary.csv`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchEntry {
-    /// The submission's directory name.
+    /// The submission's directory name, printable: as [`escape::file_name`] writes it (the
+    /// name itself unless it holds bytes that are not UTF-8, control characters or a
+    /// backslash). Its results are under `OUT/<name>/`.
     pub name: String,
     /// Its report (fresh, or kept from an earlier run).
     pub report: GradeReport,
@@ -109,53 +120,37 @@ fn kept(out: &Path, assignment: &Assignment) -> Option<GradeReport> {
     (r.status == GradeStatus::Graded && r.assignment == assignment.id).then_some(r)
 }
 
-/// Grades every subdirectory of `parent`. `on_done` is called as each finishes (progress).
-pub fn grade_batch(
-    guest: &dyn Guest,
-    assignment: &Assignment,
-    parent: &Path,
-    options: &BatchOptions,
-    on_done: &(dyn Fn(&BatchEntry) + Sync),
-) -> Result<BatchSummary, BatchError> {
-    let mut names: Vec<String> = std::fs::read_dir(parent)
+/// A submission folder: its real name, to read it by, and the printable, distinct name its
+/// results and summary line go under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Folder {
+    dir: OsString,
+    name: String,
+}
+
+/// The subdirectories of `parent` a batch grades (not hidden ones), in byte order of names.
+fn folders(parent: &Path) -> Result<Vec<Folder>, BatchError> {
+    let mut dirs: Vec<OsString> = std::fs::read_dir(parent)
         .map_err(io_err(parent))?
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
+        .map(|e| e.file_name())
+        .filter(|n| !n.as_bytes().starts_with(b"."))
         .collect();
-    names.sort();
-    std::fs::create_dir_all(&options.out).map_err(io_err(&options.out))?;
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<BatchEntry, BatchError>>>> =
-        Mutex::new(names.iter().map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..options.jobs.clamp(1, names.len().max(1)) {
-            scope.spawn(|| {
-                while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let i = names.iter().position(|n| n == name).unwrap_or(0);
-                    let entry = one(guest, assignment, parent, name, options);
-                    if let Ok(e) = &entry {
-                        on_done(e);
-                    }
-                    if let Ok(mut r) = results.lock() {
-                        r[i] = Some(entry);
-                    }
-                }
-            });
-        }
-    });
-    let mut summary = BatchSummary::default();
-    for r in results
-        .into_inner()
-        .unwrap_or_default()
+    dirs.sort();
+    Ok(dirs
         .into_iter()
-        .flatten()
-    {
-        summary.entries.push(r?);
-    }
+        .map(|dir| Folder {
+            name: escape::file_name(&dir),
+            dir,
+        })
+        .collect())
+}
+
+/// `summary.csv`'s text for the submissions done so far, in name order.
+fn summary_csv<'a>(done: impl Iterator<Item = &'a BatchEntry>) -> String {
     let mut csv = String::from("submission,score,max_score,status\n");
-    for e in &summary.entries {
+    for e in done {
         csv.push_str(&format!(
             "{},{},{},{}\n",
             csv_field(&e.name),
@@ -164,7 +159,68 @@ pub fn grade_batch(
             e.report.status.word()
         ));
     }
-    write_atomically(&options.out.join("summary.csv"), &csv)?;
+    csv
+}
+
+/// What the workers share: each submission's outcome once it is done, and the first failure
+/// to write `summary.csv`.
+struct Progress {
+    done: Vec<Option<Result<BatchEntry, BatchError>>>,
+    summary_error: Option<BatchError>,
+}
+
+/// Grades every subdirectory of `parent`. `on_done` is called as each finishes (progress), after
+/// `summary.csv` lists it.
+pub fn grade_batch(
+    guest: &dyn Guest,
+    assignment: &Assignment,
+    parent: &Path,
+    options: &BatchOptions,
+    on_done: &(dyn Fn(&BatchEntry) + Sync),
+) -> Result<BatchSummary, BatchError> {
+    let folders = folders(parent)?;
+    std::fs::create_dir_all(&options.out).map_err(io_err(&options.out))?;
+    let summary_path = options.out.join("summary.csv");
+    let next = AtomicUsize::new(0);
+    let progress = Mutex::new(Progress {
+        done: folders.iter().map(|_| None).collect(),
+        summary_error: None,
+    });
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.clamp(1, folders.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(folder) = folders.get(i) else { break };
+                    let entry = one(guest, assignment, parent, folder, options);
+                    let Ok(mut p) = progress.lock() else { break };
+                    let finished = entry.as_ref().ok().cloned();
+                    p.done[i] = Some(entry);
+                    // Rewritten under the lock, so a later summary is never overwritten by an
+                    // earlier one.
+                    let csv = summary_csv(p.done.iter().flatten().filter_map(|r| r.as_ref().ok()));
+                    if let Err(e) = write_atomically(&summary_path, &csv) {
+                        p.summary_error.get_or_insert(e);
+                    }
+                    drop(p);
+                    if let Some(e) = &finished {
+                        on_done(e);
+                    }
+                }
+            });
+        }
+    });
+    let progress = progress.into_inner().map_err(|_| BatchError {
+        path: parent.display().to_string(),
+        source: std::io::Error::other("a grading thread panicked"),
+    })?;
+    let mut summary = BatchSummary::default();
+    for r in progress.done.into_iter().flatten() {
+        summary.entries.push(r?);
+    }
+    if let Some(e) = progress.summary_error {
+        return Err(e);
+    }
     Ok(summary)
 }
 
@@ -172,9 +228,10 @@ fn one(
     guest: &dyn Guest,
     assignment: &Assignment,
     parent: &Path,
-    name: &str,
+    folder: &Folder,
     options: &BatchOptions,
 ) -> Result<BatchEntry, BatchError> {
+    let name = folder.name.as_str();
     let out = options.out.join(name);
     if !options.force
         && let Some(report) = kept(&out, assignment)
@@ -185,7 +242,10 @@ fn one(
             kept: true,
         });
     }
-    let report = grade_submission(guest, assignment, &parent.join(name));
+    let mut report = grade_submission(guest, assignment, &parent.join(&folder.dir));
+    // The report names the submission as the summary does, not by a lossy decoding that two
+    // folders can share.
+    report.submission = name.to_owned();
     std::fs::create_dir_all(&out).map_err(io_err(&out))?;
     let bad = |e: serde_json::Error| BatchError {
         path: out.display().to_string(),
@@ -206,23 +266,187 @@ fn one(
     })
 }
 
-/// A CSV field, quoted when it holds a comma, quote or newline.
+/// A CSV field, quoted when it holds a comma, quote or newline. One a spreadsheet would take
+/// for a formula (starting `=`, `+`, `-` or `@`: a folder a student named) gets a `'` first.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use std::ffi::OsStr;
+
+    use labgrade_guest::{AgentSession, Guest, GuestError};
+
+    use super::*;
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {
         assert_eq!(csv_field("alice"), "alice");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+    }
+
+    /// A guest with no machine behind it: a submission that gets as far as running code is a
+    /// grader error, one with no entry file is graded (0) without it.
+    #[derive(Debug)]
+    struct NoGuest;
+
+    impl Guest for NoGuest {
+        fn name(&self) -> String {
+            "none".into()
+        }
+        fn start_session(&self) -> Result<AgentSession, GuestError> {
+            Err(GuestError::Agent {
+                message: "no guest in unit tests".into(),
+                stderr: String::new(),
+            })
+        }
+    }
+
+    const ASSIGNMENT: &str = r#"title = "t"
+lesson = "07.md"
+[[task]]
+id = "mount"
+title = "mount it"
+entry = "mount.sh"
+points = 5
+section = "Lab 1"
+[[task.check]]
+name = "lower kept"
+points = 5
+expect = [{ path = "lower/a", content = "a\n" }]
+"#;
+
+    fn assignment() -> Assignment {
+        crate::parse_assignment(
+            "a",
+            Path::new("a"),
+            Path::new("a/assignment.toml"),
+            ASSIGNMENT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn options(out: &Path) -> BatchOptions {
+        BatchOptions {
+            jobs: 1,
+            out: out.to_owned(),
+            force: false,
+        }
+    }
+
+    fn read(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn mkdir(p: &Path) {
+        std::fs::create_dir_all(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+
+    #[test]
+    fn folders_whose_names_are_not_utf8_keep_their_own_results_and_summary_lines() {
+        let subs = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // Both decode lossily to "a\u{fffd}"; the third is really called `a\xff`.
+        let with_code = subs.path().join(OsStr::from_bytes(b"a\xfe"));
+        mkdir(&with_code);
+        std::fs::write(with_code.join("mount.sh"), "true\n").unwrap_or_else(|e| panic!("{e}"));
+        mkdir(&subs.path().join(OsStr::from_bytes(b"a\xff")));
+        mkdir(&subs.path().join("a\\xff"));
+        let s = grade_batch(
+            &NoGuest,
+            &assignment(),
+            subs.path(),
+            &options(out.path()),
+            &|_| {},
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = s.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a\\x5cxff", "a\\xfe", "a\\xff"]);
+        assert_eq!(
+            read(&out.path().join("summary.csv")),
+            "submission,score,max_score,status\n\
+             a\\x5cxff,0,5,graded\n\
+             a\\xfe,,5,error\n\
+             a\\xff,0,5,graded\n"
+        );
+        for (name, status) in [
+            ("a\\xfe", "error"),
+            ("a\\xff", "graded"),
+            ("a\\x5cxff", "graded"),
+        ] {
+            let r: GradeReport =
+                serde_json::from_str(&read(&out.path().join(name).join("report.json")))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((r.submission.as_str(), r.status.word()), (name, status));
+        }
+    }
+
+    #[test]
+    fn the_summary_lists_each_submission_as_it_finishes_kept_ones_too() {
+        let subs = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for n in ["a", "c"] {
+            mkdir(&subs.path().join(n));
+        }
+        let first = grade_batch(
+            &NoGuest,
+            &assignment(),
+            subs.path(),
+            &options(out.path()),
+            &|_| {},
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(first.entries.iter().all(|e| !e.kept));
+        for n in ["b", "d"] {
+            mkdir(&subs.path().join(n));
+        }
+        // The grader dies on `c` (a hang or a crash, as far as the batch can tell): what was
+        // done before it, and `c` itself, are in the summary it leaves.
+        let seen = Mutex::new(Vec::new());
+        let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            grade_batch(
+                &NoGuest,
+                &assignment(),
+                subs.path(),
+                &options(out.path()),
+                &|e| {
+                    let csv = read(&out.path().join("summary.csv"));
+                    let line = format!("\n{},0,5,graded\n", e.name);
+                    assert!(csv.contains(&line), "{} is not in\n{csv}", e.name);
+                    if let Ok(mut s) = seen.lock() {
+                        s.push((e.name.clone(), e.kept, csv.lines().count() - 1));
+                    }
+                    if e.name == "c" {
+                        panic!("the grader died on c");
+                    }
+                },
+            )
+        }));
+        assert!(died.is_err());
+        assert_eq!(
+            seen.into_inner().unwrap_or_default(),
+            [
+                ("a".to_owned(), true, 1),
+                ("b".to_owned(), false, 2),
+                ("c".to_owned(), true, 3)
+            ]
+        );
+        assert_eq!(
+            read(&out.path().join("summary.csv")),
+            "submission,score,max_score,status\na,0,5,graded\nb,0,5,graded\nc,0,5,graded\n"
+        );
     }
 }

@@ -1,7 +1,14 @@
 //! Deciding what a task's state earns: pure functions of the facts the agent read (never of what
 //! the student printed), unit-tested without root.
+//!
+//! The evidence a grade report keeps is bounded: a submission decides how many files a
+//! directory holds and how large a file is, and a 200 000-file lower once made a 99 MB report.
+//! A listing shows its first [`ENTRIES_SHOWN`] names, quoted, and how many more there are;
+//! any other text is cut at [`EVIDENCE_MAX_CHARS`] (a diff at [`DIFF_MAX_CHARS`]), and each
+//! says that a bound was hit.
 
 use labgrade_report::{CheckReport, CheckStatus};
+use labgrade_spec::Fact;
 
 use crate::assignment::{GradeCheck, OverlayExpectation, TaskFact};
 use crate::report::GradedCheck;
@@ -148,6 +155,70 @@ pub fn judge_overlay(want: &OverlayExpectation, lab: &str, mounts: &[MountEntry]
     }
 }
 
+/// Most names of a directory listing (an `entries` fact) a grade report shows.
+pub const ENTRIES_SHOWN: usize = 50;
+
+/// Most bytes of an evidence text (`expected`, `actual`) a grade report keeps.
+pub const EVIDENCE_MAX_CHARS: usize = 4096;
+
+/// Most bytes of an evidence diff a grade report keeps.
+pub const DIFF_MAX_CHARS: usize = 8192;
+
+/// `["a", "b", … and 199998 more (200000 names)]`: names quoted (and their control
+/// characters escaped) so a name holding `, ` or a newline cannot pass for two, and at most
+/// [`ENTRIES_SHOWN`] of them.
+fn names_list(names: &[String]) -> String {
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(ENTRIES_SHOWN)
+        .map(|n| format!("{n:?}"))
+        .collect();
+    if names.len() > ENTRIES_SHOWN {
+        shown.push(format!(
+            "… and {} more ({} names)",
+            names.len() - ENTRIES_SHOWN,
+            names.len()
+        ));
+    }
+    format!("[{}]", shown.join(", "))
+}
+
+/// `text` cut to at most `max` bytes (at a char boundary, at a line end for `by_line`), with a
+/// note of how much there was.
+fn bounded(text: String, max: usize, by_line: bool) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    if by_line && let Some(nl) = text[..cut].rfind('\n') {
+        cut = nl + 1;
+    }
+    let sep = if by_line { "" } else { " " };
+    format!(
+        "{}{sep}… [cut: {cut} of {} bytes shown]",
+        &text[..cut],
+        text.len()
+    )
+}
+
+/// The evidence as a grade report keeps it: a listing as [`names_list`], every text bounded.
+fn bound_evidence(mut e: CheckReport, fact: Option<&Fact>, now: Option<&PathFacts>) -> CheckReport {
+    if let (Some(Fact::Entries(want)), Some(Some(found))) = (fact, now.map(|n| n.children.as_ref()))
+    {
+        e.expected = names_list(want);
+        e.actual = names_list(found);
+    } else if let Some(Fact::Entries(want)) = fact {
+        e.expected = names_list(want);
+    }
+    e.expected = bounded(e.expected, EVIDENCE_MAX_CHARS, false);
+    e.actual = bounded(e.actual, EVIDENCE_MAX_CHARS, false);
+    e.diff = e.diff.map(|d| bounded(d, DIFF_MAX_CHARS, true));
+    e
+}
+
 /// Judges every fact of a check; it earns its points only if all hold.
 pub fn score_check(
     check: &GradeCheck,
@@ -159,18 +230,26 @@ pub fn score_check(
         .facts
         .iter()
         .map(|f| match f {
-            TaskFact::Overlay(want) => judge_overlay(want, lab, mounts),
+            TaskFact::Overlay(want) => bound_evidence(judge_overlay(want, lab, mounts), None, None),
             TaskFact::Path(c) => match facts.iter().find(|p| p.path == c.path) {
-                Some(now) => labgrade_runner::judge::judge_fact(c, now, None),
-                None => CheckReport {
-                    subject: c.path.clone(),
-                    fact: c.fact.to_string(),
-                    line: Some(c.line),
-                    status: CheckStatus::Fail,
-                    expected: c.fact.to_string(),
-                    actual: "not read".into(),
-                    diff: None,
-                },
+                Some(now) => bound_evidence(
+                    labgrade_runner::judge::judge_fact(c, now, None),
+                    Some(&c.fact),
+                    Some(now),
+                ),
+                None => bound_evidence(
+                    CheckReport {
+                        subject: c.path.clone(),
+                        fact: c.fact.to_string(),
+                        line: Some(c.line),
+                        status: CheckStatus::Fail,
+                        expected: c.fact.to_string(),
+                        actual: "not read".into(),
+                        diff: None,
+                    },
+                    None,
+                    None,
+                ),
             },
         })
         .collect();
@@ -201,7 +280,7 @@ pub fn unjudged(check: &GradeCheck, why: &str) -> GradedCheck {
             line: None,
             status: CheckStatus::Fail,
             expected: "the task's entry file".into(),
-            actual: why.to_owned(),
+            actual: bounded(why.to_owned(), EVIDENCE_MAX_CHARS, false),
             diff: None,
         }],
     }
@@ -312,6 +391,89 @@ mod tests {
         assert_eq!(r.actual, "a tmpfs mount (source fake)");
         let r = judge_overlay(&want(&["lower"]), LAB, &[good]);
         assert_eq!(r.status, CheckStatus::Pass, "{r:?}");
+    }
+
+    fn listing_check(want: &[&str]) -> GradeCheck {
+        GradeCheck {
+            name: "lower holds the layer".into(),
+            points: 5,
+            visibility: crate::assignment::Visibility::Shown,
+            feedback: None,
+            facts: vec![TaskFact::Path(labgrade_spec::Check {
+                path: "lower".into(),
+                fact: Fact::Entries(want.iter().map(|s| (*s).to_owned()).collect()),
+                line: 9,
+            })],
+            line: 8,
+        }
+    }
+
+    fn listing(names: Vec<String>) -> PathFacts {
+        PathFacts {
+            path: "lower".into(),
+            entry: None,
+            text: None,
+            children: Some(names),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_huge_listing_shows_its_first_names_and_how_many_more() {
+        let names: Vec<String> = (0..200_000).map(|i| format!("file-{i:06}")).collect();
+        let g = score_check(&listing_check(&["a", "b"]), &[listing(names)], &[], LAB);
+        assert!(!g.passed);
+        let e = &g.evidence[0];
+        assert_eq!(e.expected, r#"["a", "b"]"#);
+        assert!(
+            e.actual.starts_with(r#"["file-000000", "file-000001", "#),
+            "{}",
+            e.actual
+        );
+        assert!(
+            e.actual
+                .ends_with(r#""file-000049", … and 199950 more (200000 names)]"#),
+            "{}",
+            e.actual
+        );
+        let diff = e.diff.as_deref().unwrap_or_default();
+        assert!(diff.len() <= DIFF_MAX_CHARS + 64, "{}", diff.len());
+        let json = serde_json::to_string(&g).unwrap_or_else(|e| panic!("{e}"));
+        assert!(json.len() < 20_000, "{} bytes", json.len());
+    }
+
+    #[test]
+    fn listed_names_are_quoted_so_one_cannot_pass_for_two() {
+        let g = score_check(
+            &listing_check(&["a", "b"]),
+            &[listing(vec!["a, b".into(), "\x1b[2J\n# x".into()])],
+            &[],
+            LAB,
+        );
+        assert_eq!(g.evidence[0].actual, r#"["a, b", "\u{1b}[2J\n# x"]"#);
+    }
+
+    #[test]
+    fn long_evidence_is_cut_and_says_a_bound_was_hit() {
+        let text = "é".repeat(EVIDENCE_MAX_CHARS);
+        let cut = bounded(text.clone(), EVIDENCE_MAX_CHARS, false);
+        assert!(
+            cut.ends_with(&format!(
+                " … [cut: {EVIDENCE_MAX_CHARS} of {} bytes shown]",
+                text.len()
+            )),
+            "{cut}"
+        );
+        let diff = "-line\n".repeat(DIFF_MAX_CHARS);
+        let cut = bounded(diff.clone(), DIFF_MAX_CHARS, true);
+        assert!(
+            cut.ends_with(&format!(
+                "-line\n… [cut: 8190 of {} bytes shown]",
+                diff.len()
+            )),
+            "{cut}"
+        );
+        assert_eq!(bounded("short".into(), 10, false), "short");
     }
 
     proptest::proptest! {

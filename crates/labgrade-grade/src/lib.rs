@@ -8,6 +8,7 @@
 
 mod assignment;
 pub mod batch;
+mod escape;
 mod grade;
 pub mod judge;
 pub mod render;

@@ -1,11 +1,15 @@
 //! Renderers of a [`GradeReport`]: each tells the same facts in the shape its reader wants.
-//! None of them prints a student's output as anything but quoted text.
+//! None of them prints a student's output as anything but quoted text: everything the
+//! submission controls (evidence values, reasons, its stderr, its folder name) goes through
+//! [`crate::escape`] for the format at hand, while the assignment's own text (titles, check
+//! names, feedback, lesson references) is printed as written.
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
 use crate::assignment::Visibility;
+use crate::escape;
 use crate::report::{GradeReport, GradeStatus, GradedCheck, TaskReport, TaskStatus};
 
 /// Most bytes of a task's own output quoted in a rendered report.
@@ -29,18 +33,66 @@ fn score_text(r: &GradeReport) -> String {
     }
 }
 
-fn check_lines(c: &GradedCheck, out: &mut String, indent: &str) {
-    for e in c
-        .evidence
+/// How a renderer quotes what the student controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    /// A terminal or a plain-text format (JUnit): control characters made visible.
+    Plain,
+    /// Rendered as Markdown (GitHub, Gradescope's `md` output): also no tags, no structure.
+    Markdown,
+}
+
+impl Style {
+    fn value(self, s: &str) -> String {
+        match self {
+            Style::Plain => escape::line(s),
+            Style::Markdown => escape::md_inline(s),
+        }
+    }
+}
+
+/// One line per fact that did not hold: `subject fact: expected X, found Y`, every part
+/// escaped (the found value is the student's; the others are escaped too, being values).
+fn evidence_lines(c: &GradedCheck, style: Style) -> Vec<String> {
+    c.evidence
         .iter()
         .filter(|e| e.status != labgrade_report::CheckStatus::Pass)
-    {
-        let _ = writeln!(
-            out,
-            "{indent}{} {}: expected {}, found {}",
-            e.subject, e.fact, e.expected, e.actual
-        );
+        .map(|e| {
+            format!(
+                "{} {}: expected {}, found {}",
+                style.value(&e.subject),
+                style.value(&e.fact),
+                style.value(&e.expected),
+                style.value(&e.actual)
+            )
+        })
+        .collect()
+}
+
+fn check_lines(c: &GradedCheck, out: &mut String, indent: &str) {
+    for l in evidence_lines(c, Style::Plain) {
+        let _ = writeln!(out, "{indent}{l}");
     }
+}
+
+/// The tail of the task's stderr a student is shown when it lost points, fenced as Markdown,
+/// with a heading line saying whose it is and whether it was cut.
+fn quoted_stderr(t: &TaskReport) -> Option<(String, String)> {
+    let run = t.run.as_ref()?;
+    if t.score >= t.max_score || run.stderr.trim().is_empty() {
+        return None;
+    }
+    let shown = tail(&run.stderr, OUTPUT_QUOTED);
+    let what = if shown.len() < run.stderr.len() {
+        format!(
+            "stderr of your {} (its last {} bytes)",
+            t.entry,
+            shown.len()
+        )
+    } else {
+        format!("stderr of your {}", t.entry)
+    };
+    Some((what, escape::md_fenced(shown)))
 }
 
 fn run_note(t: &TaskReport) -> String {
@@ -66,12 +118,16 @@ pub fn render_human(r: &GradeReport) -> String {
         out,
         "{} — {} on {}: {}",
         r.title,
-        r.submission,
+        escape::line(&r.submission),
         r.guest,
         score_text(r)
     );
     if let Some(reason) = &r.reason {
-        let _ = writeln!(out, "ERROR (infrastructure, not the student's): {reason}");
+        let _ = writeln!(
+            out,
+            "ERROR (infrastructure, not the student's): {}",
+            escape::line(reason)
+        );
     }
     for t in &r.tasks {
         let _ = writeln!(
@@ -84,7 +140,7 @@ pub fn render_human(r: &GradeReport) -> String {
             run_note(t)
         );
         if let Some(reason) = &t.reason {
-            let _ = writeln!(out, "      {reason}");
+            let _ = writeln!(out, "      {}", escape::line(reason));
         }
         for c in &t.checks {
             let _ = writeln!(
@@ -116,27 +172,53 @@ fn gradescope_visibility(v: Visibility) -> &'static str {
     }
 }
 
-fn check_output(t: &TaskReport, c: &GradedCheck) -> String {
-    let mut out = String::new();
+/// What one check says to a student (Gradescope's `output`, Classroom's `message`) or to a
+/// JUnit reader. In Markdown each part is a paragraph and the facts a list, and a failed check
+/// quotes the tail of the task's stderr, as the Markdown feedback does.
+fn check_output(t: &TaskReport, c: &GradedCheck, style: Style) -> String {
+    let mut parts: Vec<String> = Vec::new();
     if c.passed {
-        out.push_str("Passed.\n");
+        parts.push("Passed.".into());
     } else {
         if let Some(f) = &c.feedback {
-            let _ = writeln!(out, "{f}");
+            parts.push(f.trim_end().to_owned());
         }
         if let Some(reason) = &t.reason {
-            let _ = writeln!(out, "{reason}");
+            parts.push(style.value(reason));
         }
-        check_lines(c, &mut out, "");
+        let facts = evidence_lines(c, style);
+        if !facts.is_empty() {
+            parts.push(match style {
+                Style::Plain => facts.join("\n"),
+                Style::Markdown => facts
+                    .iter()
+                    .map(|l| format!("- {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            });
+        }
         if let Some(l) = &t.lesson {
-            let _ = writeln!(out, "Read: {} § {}", l.file, l.section);
+            parts.push(format!("Read: {} § {}", l.file, l.section));
+        }
+        if style == Style::Markdown
+            && let Some((what, block)) = quoted_stderr(t)
+        {
+            parts.push(format!("{what}:\n\n{block}"));
         }
     }
-    let _ = write!(out, "{}", run_note(t).trim());
-    out.trim_end().to_owned()
+    let note = run_note(t);
+    if !note.trim().is_empty() {
+        parts.push(note.trim().to_owned());
+    }
+    let sep = match style {
+        Style::Plain => "\n",
+        Style::Markdown => "\n\n",
+    };
+    parts.join(sep)
 }
 
-/// Gradescope's `results.json`: one test per check, named `TASK: check`.
+/// Gradescope's `results.json`: one test per check, named `TASK: check`. Outputs are Markdown
+/// (`output_format: md`), with what the student controls escaped for it.
 pub fn render_gradescope(r: &GradeReport) -> serde_json::Result<String> {
     let mut tests = Vec::new();
     for t in &r.tasks {
@@ -146,7 +228,8 @@ pub fn render_gradescope(r: &GradeReport) -> serde_json::Result<String> {
                 "score": c.score,
                 "max_score": c.max_score,
                 "status": if c.passed { "passed" } else { "failed" },
-                "output": check_output(t, c),
+                "output": check_output(t, c, Style::Markdown),
+                "output_format": "md",
                 "visibility": gradescope_visibility(c.visibility),
             }));
         }
@@ -165,8 +248,9 @@ pub fn render_gradescope(r: &GradeReport) -> serde_json::Result<String> {
             "execution_time": execution_time,
             "output": format!(
                 "The grader failed (not your submission's fault); staff will rerun it: {}",
-                r.reason.clone().unwrap_or_default()
+                escape::md_inline(r.reason.as_deref().unwrap_or_default())
             ),
+            "output_format": "md",
             "tests": [],
         }),
     };
@@ -187,7 +271,7 @@ pub fn render_classroom(r: &GradeReport) -> serde_json::Result<String> {
                     "score": c.score,
                     // The reporter shows every message to the student: only shown checks say more.
                     "message": match c.visibility {
-                        Visibility::Shown => check_output(t, c),
+                        Visibility::Shown => check_output(t, c, Style::Markdown),
                         _ => "Shown once grades are released.".to_owned(),
                     },
                     "filename": t.entry,
@@ -213,7 +297,7 @@ pub fn render_classroom(r: &GradeReport) -> serde_json::Result<String> {
 /// JUnit XML: one suite per task, one case per check.
 pub fn render_junit(r: &GradeReport) -> Result<String, quick_junit::SerializeError> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-    let mut report = Report::new(format!("{} {}", r.assignment, r.submission));
+    let mut report = Report::new(format!("{} {}", r.assignment, escape::line(&r.submission)));
     for t in &r.tasks {
         let mut suite = TestSuite::new(t.id.clone());
         if t.status == TaskStatus::Error {
@@ -221,7 +305,7 @@ pub fn render_junit(r: &GradeReport) -> Result<String, quick_junit::SerializeErr
                 "grading",
                 TestCaseStatus::non_success(NonSuccessKind::Error),
             );
-            case.set_system_err(t.reason.clone().unwrap_or_default());
+            case.set_system_err(escape::block(t.reason.as_deref().unwrap_or_default()));
             suite.add_test_case(case);
         }
         for c in &t.checks {
@@ -229,7 +313,7 @@ pub fn render_junit(r: &GradeReport) -> Result<String, quick_junit::SerializeErr
                 TestCaseStatus::success()
             } else {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(check_output(t, c));
+                s.set_message(check_output(t, c, Style::Plain));
                 s
             };
             let mut case = TestCase::new(c.name.clone(), status);
@@ -249,13 +333,14 @@ pub fn render_markdown(r: &GradeReport) -> String {
     if let Some(reason) = &r.reason {
         let _ = writeln!(
             out,
-            "> **The grader failed, not your submission.** Staff will rerun it. ({reason})\n"
+            "> **The grader failed, not your submission.** Staff will rerun it. ({})\n",
+            escape::md_inline(reason)
         );
     }
     for t in &r.tasks {
         let _ = writeln!(out, "## {} — {}/{}\n", t.title, t.score, t.max_score);
         if let Some(reason) = &t.reason {
-            let _ = writeln!(out, "_{reason}_\n");
+            let _ = writeln!(out, "_{}_\n", escape::md_inline(reason));
         }
         let note = run_note(t);
         if !note.is_empty() {
@@ -293,8 +378,11 @@ pub fn render_markdown(r: &GradeReport) -> String {
             {
                 let _ = writeln!(
                     out,
-                    "- `{}` ({}): expected {}, found {}",
-                    e.subject, e.fact, e.expected, e.actual
+                    "- {} ({}): expected {}, found {}",
+                    escape::md_code(&e.subject),
+                    escape::md_inline(&e.fact),
+                    escape::md_inline(&e.expected),
+                    escape::md_inline(&e.actual)
                 );
             }
             out.push('\n');
@@ -304,15 +392,10 @@ pub fn render_markdown(r: &GradeReport) -> String {
         {
             let _ = writeln!(out, "📖 Read **{}** in `{}`.\n", l.section, l.file);
         }
-        if let Some(run) = &t.run
-            && t.score < t.max_score
-            && !run.stderr.trim().is_empty()
-        {
+        if let Some((what, block)) = quoted_stderr(t) {
             let _ = writeln!(
                 out,
-                "<details><summary>stderr of your {}</summary>\n\n```\n{}\n```\n</details>\n",
-                t.entry,
-                tail(&run.stderr, OUTPUT_QUOTED).replace("```", "'''")
+                "<details><summary>{what}</summary>\n\n{block}\n</details>\n"
             );
         }
     }
@@ -404,6 +487,140 @@ mod tests {
     #[test]
     fn markdown_leaves_hidden_checks_out_and_points_at_the_lesson() {
         insta::assert_snapshot!(render_markdown(&report()));
+    }
+
+    /// What a hostile submission controls, each a way to forge or run something.
+    const CLEAR: &str = "\x1b[2J\x1b[H";
+    const HEADING: &str = "\n# 100/100 ALL PASS";
+    const ROW: &str = "| ✅ | forged | 10/10 |";
+    const IMG: &str = "<img src=x onerror=alert(1)>";
+    const TICKS: &str = "a```b`c";
+
+    /// The report as the judge would make it from a submission whose file names, link target,
+    /// reason and stderr are all hostile; `benign` makes the same report with tame values.
+    fn hostile(benign: bool) -> GradeReport {
+        let v = |s: &str| if benign { "x".to_owned() } else { s.to_owned() };
+        let mut r = report();
+        r.submission = v(&format!("{CLEAR}alice{HEADING}"));
+        let t = &mut r.tasks[0];
+        t.reason = Some(v(&format!("cannot read {CLEAR}{HEADING}{IMG}")));
+        if let Some(run) = t.run.as_mut() {
+            run.stderr = if benign {
+                "x\n".into()
+            } else {
+                format!(
+                    "{CLEAR}100/100 ALL PASS\r\n```\n# forged\n</details>{IMG}\n{ROW}\n{TICKS}\n"
+                )
+            };
+        }
+        let e = &mut t.checks[1].evidence[0];
+        e.fact = "entries".into();
+        e.actual = v(&format!("[{CLEAR}, {HEADING}, {ROW}, {IMG}, {TICKS}]"));
+        let mut link = e.clone();
+        link.actual = v(&format!(
+            "upper/l symlink 0777 0:0 -> {IMG}{HEADING}\n{ROW}"
+        ));
+        t.checks[1].evidence.push(link);
+        r
+    }
+
+    /// The lines of Markdown outside fenced code blocks (inside one, everything is text).
+    fn outside_fences(md: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut fence: Option<&str> = None;
+        for l in md.lines() {
+            match fence {
+                Some(f) if l.trim_start().starts_with(f) => fence = None,
+                Some(_) => {}
+                None if l.trim_start().starts_with("```") => {
+                    let t = l.trim_start();
+                    fence = Some(&t[..t.len() - t.trim_start_matches('`').len()]);
+                }
+                None => out.push(l),
+            }
+        }
+        assert!(fence.is_none(), "a fence left open:\n{md}");
+        out
+    }
+
+    /// Nothing the student wrote acts in this Markdown: no escape sequence, no tag, no heading,
+    /// table row or list item of theirs, no code span closed by their backticks.
+    fn assert_inert_markdown(md: &str, own_lines: &[&str]) {
+        assert!(!md.contains('\x1b'), "raw ESC in {md:?}");
+        for l in outside_fences(md) {
+            assert!(
+                !l.contains("<img") && !l.contains("</details><"),
+                "a tag: {l:?}"
+            );
+            assert!(!l.contains("```b"), "student backticks: {l:?}");
+            let structural = ["#", "|", "- ", "<", ">"].iter().any(|p| l.starts_with(p));
+            assert!(
+                !structural || own_lines.iter().any(|o| l.starts_with(o)),
+                "a line the student made: {l:?}\n{md}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_names_targets_reasons_and_stderr_are_text_in_every_format() {
+        let (bad, good) = (hostile(false), hostile(true));
+
+        let human = render_human(&bad);
+        assert!(!human.contains('\x1b'), "{human:?}");
+        assert!(human.contains("\\x1b[2J"), "{human}");
+        assert_eq!(
+            human.lines().count(),
+            render_human(&good).lines().count(),
+            "a student's newline made a line:\n{human}"
+        );
+
+        let md = render_markdown(&bad);
+        assert_inert_markdown(
+            &md,
+            &[
+                "# OverlayFS basics",
+                "## Copy-up",
+                "| | check",
+                "|---",
+                "| ✅ | merged shows it",
+                "| ❌ | upper holds it",
+                "- `upper/etc/app.conf` (entries)",
+                "<details><summary>stderr of your cow.sh</summary>",
+                "</details>",
+            ],
+        );
+        assert!(md.contains("&lt;img src=x onerror=alert(1)&gt;"), "{md}");
+        assert!(md.contains("````\n\\x1b[2J\\x1b[H100/100"), "{md}");
+
+        let gs: Value =
+            serde_json::from_str(&render_gradescope(&bad).unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let cl: Value =
+            serde_json::from_str(&render_classroom(&bad).unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let mut failed_outputs: Vec<String> = Vec::new();
+        for t in gs["tests"].as_array().into_iter().flatten() {
+            assert_eq!(t["output_format"], "md", "{t}");
+            failed_outputs.push(t["output"].as_str().unwrap_or_default().to_owned());
+        }
+        for t in cl["tests"].as_array().into_iter().flatten() {
+            failed_outputs.push(t["message"].as_str().unwrap_or_default().to_owned());
+        }
+        failed_outputs.retain(|o| !o.starts_with("Passed") && !o.starts_with("Shown once"));
+        assert_eq!(failed_outputs.len(), 3, "two Gradescope and one Classroom");
+        for o in &failed_outputs {
+            assert_inert_markdown(o, &["- upper/etc/app.conf "]);
+            assert!(
+                o.contains("stderr of your cow.sh:\n\n````\n"),
+                "stderr quoted: {o}"
+            );
+            assert!(o.contains("\\x1b[2J"), "{o}");
+        }
+
+        let xml = render_junit(&bad).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!xml.contains('\x1b'), "{xml:?}");
+        assert!(!xml.contains("<img"), "{xml}");
+        assert!(xml.contains("\\x1b[2J"), "{xml}");
     }
 
     #[test]

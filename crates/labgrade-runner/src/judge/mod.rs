@@ -293,6 +293,32 @@ mod tests {
     }
 
     #[test]
+    fn a_mebibyte_of_lines_fails_with_a_summary_instead_of_a_quadratic_diff() {
+        let big = "x\n".repeat(1 << 19);
+        let mut one_line_off = big.clone();
+        one_line_off.replace_range(1 << 19..(1 << 19) + 1, "y");
+        for expected in ["a short\nexpected text\n", one_line_off.as_str()] {
+            let r = judge_fact(
+                &check("upper/big", Fact::Content(expected.into())),
+                &file("upper/big", &big),
+                None,
+            );
+            assert_eq!(r.status, CheckStatus::Fail);
+            let diff = r.diff.unwrap_or_default();
+            assert!(
+                diff.starts_with("not diffed line by line"),
+                "{}",
+                &diff[..diff.len().min(500)]
+            );
+            assert!(
+                diff.contains("found 1048576 bytes in 524288 lines"),
+                "{diff}"
+            );
+            assert!(diff.contains("first difference at line "), "{diff}");
+        }
+    }
+
+    #[test]
     fn a_whiteout_is_judged_by_char_0_0() {
         let c = check("upper/image-file.txt", Fact::Whiteout(true));
         assert_eq!(
