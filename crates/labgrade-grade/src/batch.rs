@@ -2,6 +2,10 @@
 //! and `OUT/<name>/report.json` (the full report) written atomically, `OUT/summary.csv`, and a
 //! rerun keeps what is already graded unless forced. A submission the grader failed on is marked
 //! `error` with its reason (never a 0) and is graded again on the next run.
+//!
+//! Each submission gets a guest of its own from the caller's [`GuestFactory`], dropped once it
+//! is graded: on a VM guest the student is root in the machine, so a shared one would let one
+//! submission read, change or power off another's (a submission's own tasks share its VM).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -109,9 +113,15 @@ fn kept(out: &Path, assignment: &Assignment) -> Option<GradeReport> {
     (r.status == GradeStatus::Graded && r.assignment == assignment.id).then_some(r)
 }
 
-/// Grades every subdirectory of `parent`. `on_done` is called as each finishes (progress).
+/// Makes the guest one submission is graded on: a fresh VM for a VM backend (booted on its first
+/// task, stopped when dropped); the host guest already gives every task a fresh sandbox, so a
+/// new handle of it is all it takes.
+pub type GuestFactory<'a> = dyn Fn() -> Box<dyn Guest> + Sync + 'a;
+
+/// Grades every subdirectory of `parent`, each on a guest of its own from `guest_for`.
+/// `on_done` is called as each finishes (progress).
 pub fn grade_batch(
-    guest: &dyn Guest,
+    guest_for: &GuestFactory<'_>,
     assignment: &Assignment,
     parent: &Path,
     options: &BatchOptions,
@@ -134,7 +144,7 @@ pub fn grade_batch(
             scope.spawn(|| {
                 while let Some(name) = names.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let i = names.iter().position(|n| n == name).unwrap_or(0);
-                    let entry = one(guest, assignment, parent, name, options);
+                    let entry = one(guest_for, assignment, parent, name, options);
                     if let Ok(e) = &entry {
                         on_done(e);
                     }
@@ -169,7 +179,7 @@ pub fn grade_batch(
 }
 
 fn one(
-    guest: &dyn Guest,
+    guest_for: &GuestFactory<'_>,
     assignment: &Assignment,
     parent: &Path,
     name: &str,
@@ -185,7 +195,11 @@ fn one(
             kept: true,
         });
     }
-    let report = grade_submission(guest, assignment, &parent.join(name));
+    let report = {
+        // Dropped (its VM stopped) before the next submission of this worker gets one.
+        let guest = guest_for();
+        grade_submission(guest.as_ref(), assignment, &parent.join(name))
+    };
     std::fs::create_dir_all(&out).map_err(io_err(&out))?;
     let bad = |e: serde_json::Error| BatchError {
         path: out.display().to_string(),
