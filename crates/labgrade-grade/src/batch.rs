@@ -231,7 +231,100 @@ fn csv_field(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use super::*;
+    use labgrade_guest::{AgentSession, GuestError};
+    use std::sync::Arc;
+
+    /// A guest that cannot start a session, counting the guests alive and the sessions each saw.
+    #[derive(Debug)]
+    struct Counted {
+        alive: Arc<AtomicUsize>,
+        sessions: AtomicUsize,
+        most_sessions: Arc<AtomicUsize>,
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.alive.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Guest for Counted {
+        fn name(&self) -> String {
+            "counted".into()
+        }
+
+        fn start_session(&self) -> Result<AgentSession, GuestError> {
+            let n = self.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_sessions.fetch_max(n, Ordering::SeqCst);
+            Err(GuestError::Agent {
+                message: "no agent here".into(),
+                stderr: String::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn every_submission_gets_a_guest_of_its_own_dropped_once_graded() -> Result<(), BatchError> {
+        let io = |source| BatchError {
+            path: "temp".into(),
+            source,
+        };
+        let assignment = crate::load_assignment(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assignments/overlay-basics"),
+        )
+        .map_err(|e| io(std::io::Error::other(format!("{e:?}"))))?;
+        let subs = tempfile::tempdir().map_err(io)?;
+        let out = tempfile::tempdir().map_err(io)?;
+        for name in ["a", "b", "c"] {
+            let dir = subs.path().join(name);
+            std::fs::create_dir(&dir).map_err(io)?;
+            for t in &assignment.tasks {
+                std::fs::write(dir.join(&t.entry), "true\n").map_err(io)?;
+            }
+        }
+        let (made, alive, most_alive) = (
+            AtomicUsize::new(0),
+            Arc::new(AtomicUsize::new(0)),
+            AtomicUsize::new(0),
+        );
+        let most_sessions = Arc::new(AtomicUsize::new(0));
+        let summary = grade_batch(
+            &|| {
+                made.fetch_add(1, Ordering::SeqCst);
+                let now = alive.fetch_add(1, Ordering::SeqCst) + 1;
+                most_alive.fetch_max(now, Ordering::SeqCst);
+                Box::new(Counted {
+                    alive: Arc::clone(&alive),
+                    sessions: AtomicUsize::new(0),
+                    most_sessions: Arc::clone(&most_sessions),
+                })
+            },
+            &assignment,
+            subs.path(),
+            &BatchOptions {
+                jobs: 2,
+                out: out.path().to_path_buf(),
+                force: false,
+            },
+            &|_| {},
+        )?;
+        assert_eq!(summary.entries.len(), 3);
+        assert_eq!(
+            summary.errors(),
+            3,
+            "no agent, so the grader failed on each"
+        );
+        assert_eq!(made.load(Ordering::SeqCst), 3, "one guest per submission");
+        assert_eq!(alive.load(Ordering::SeqCst), 0, "each dropped once graded");
+        assert!(
+            most_alive.load(Ordering::SeqCst) <= 2,
+            "no more than --jobs at once"
+        );
+        // A submission's own tasks share its guest.
+        assert_eq!(most_sessions.load(Ordering::SeqCst), assignment.tasks.len());
+        Ok(())
+    }
 
     #[test]
     fn csv_fields_are_quoted_only_when_needed() {
