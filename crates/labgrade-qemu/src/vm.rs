@@ -359,3 +359,47 @@ fn qemu_args(spec: &VmSpec) -> Vec<String> {
 pub(crate) fn disk_serial(port: usize, slot: usize) -> String {
     format!("labgrade-{port}-{slot}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_root_is_the_only_root_exported_and_every_export_is_read_only() {
+        let spec = VmSpec {
+            vmlinuz: PathBuf::from("/k"),
+            initramfs: PathBuf::from("/i"),
+            append: String::new(),
+            accel: Accel::Tcg,
+            memory_mib: 512,
+            cpus: 1,
+            ports: 1,
+            disks_per_port: 0,
+            writable: crate::WritableRoot::default(),
+            root: PathBuf::from("/cache/.guest-root.1.0.tmp"),
+            read_only: vec![crate::staging::Export {
+                tag: "usr".into(),
+                host: PathBuf::from("/usr"),
+                guest: "/usr".into(),
+            }],
+        };
+        let args = qemu_args(&spec);
+        let fsdevs: Vec<&String> = args
+            .iter()
+            .zip(args.iter().skip(1))
+            .filter(|(flag, _)| *flag == "-fsdev")
+            .map(|(_, value)| value)
+            .collect();
+        assert_eq!(
+            fsdevs,
+            [
+                "local,id=root,path=/cache/.guest-root.1.0.tmp,security_model=none,readonly=on,multidevs=remap",
+                "local,id=usr,path=/usr,security_model=none,readonly=on,multidevs=remap",
+            ]
+        );
+        assert!(
+            args.iter()
+                .any(|a| a == "virtio-9p-pci,fsdev=usr,mount_tag=usr")
+        );
+    }
+}
