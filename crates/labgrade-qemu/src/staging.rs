@@ -98,10 +98,12 @@ pub(crate) struct StageInputs<'a> {
     pub(crate) locale: Option<&'a Path>,
 }
 
-/// Stages a root in a fresh scratch directory of `parent` (a killed labgrade's is swept by
-/// [`labgrade_fs::remove_stale_scratch`] when the next initramfs is built).
+/// Stages a root in a fresh scratch directory of `parent`. One a killed labgrade left (its VM
+/// died with it) is swept here first: [`labgrade_fs::remove_stale_scratch`] keeps what a live
+/// process is using.
 pub(crate) fn stage(inputs: &StageInputs<'_>, parent: &Path) -> io::Result<Staged> {
     fs::create_dir_all(parent)?;
+    labgrade_fs::remove_stale_scratch(parent);
     let dir = labgrade_fs::scratch_path(parent, "guest-root");
     fs::create_dir(&dir)?;
     // From here the directory goes on every error path: Staged removes it on drop.
@@ -403,6 +405,20 @@ mod tests {
         let dir = staged.dir.clone();
         drop(staged);
         assert!(!dir.exists());
+        // One a killed labgrade left (pid 0 is never a process's) goes with the next staging.
+        let stale = cache.join(".guest-root.0.0.tmp");
+        fs::create_dir(&stale)?;
+        let next = stage(
+            &StageInputs {
+                host_root: &host,
+                agent: &agent,
+                modules: &modules,
+                locale: None,
+            },
+            &cache,
+        )?;
+        assert!(!stale.exists());
+        assert!(next.dir.exists());
         Ok(())
     }
 
