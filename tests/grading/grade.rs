@@ -532,3 +532,343 @@ fn a_broken_assignment_exits_2_naming_file_line_and_column() {
         "{stderr}"
     );
 }
+
+/// `labgrade grade` of one submission on `qemu:debian:6.1` (TCG), in `format`: its exit code,
+/// stdout and stderr.
+fn grade_on_qemu(assignment: &Path, submission: &Path, format: &str) -> (Option<i32>, String) {
+    let o = std::process::Command::new(support::exe())
+        .args(["grade", "--guest", "qemu:debian:6.1", "--accel", "tcg"])
+        .args(["--format", format, "--assignment"])
+        .arg(assignment)
+        .arg("--submission")
+        .arg(submission)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{}\n---- stderr ----\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), text)
+}
+
+/// Staged guest roots (`.guest-root.*`) left in the initramfs cache: none once a run is over.
+fn staged_roots_left() -> Vec<String> {
+    let dir = labgrade_fs::CacheDirs::default_location()
+        .writable(labgrade_fs::CacheDir::Initramfs)
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".guest-root."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the hostile reader does in its `cow` task: tries every way a root in the VM has to the
+/// host's files, and writes what it found into `merged/etc/app.conf`, a file a check reads (so
+/// whatever it found would be quoted in the check's evidence, in every output format).
+fn hostile_reader(paths: &[&Path]) -> String {
+    let cats: String = paths
+        .iter()
+        .map(|p| format!("echo '== {0}'; cat '{0}'; ls -la '{0}'\n", p.display()))
+        .collect();
+    format!(
+        r#"out="$LAB/merged/etc/app.conf"
+{{
+echo HOSTILE-FINDINGS
+echo '== /etc/shadow'; cat /etc/shadow
+echo '== /root'; ls -la /root /root/*/ 2>&1 | head -300
+echo '== /work'; ls -la /work
+echo '== /home'; ls -la /home /home/*/ 2>&1 | head -300
+echo '== /etc'; ls -la /etc
+{cats}echo '== search'; find / -xdev -name 'labgrade-secret*' 2>&1 | head -20
+echo '== 9p tags'
+for t in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; do
+  tag=$(tr -d '\000' < "$t")
+  echo "tag $tag"
+  d="/tmp/m-$tag"
+  mkdir -p "$d"
+  if mount -t 9p -o trans=virtio,version=9p2000.L,rw "$tag" "$d"; then
+    echo "mounted $tag rw at $d"
+  else
+    d=$(awk -v t="$tag" '$1 == t && $3 == "9p" {{ print $2; exit }}' /proc/mounts)
+    mount -o remount,rw "$d" && echo "remounted $tag rw at $d"
+  fi
+  ls -la "$d"
+  cat "$d/etc/shadow" "$d/shadow"
+  touch "$d/labgrade-pwned-$tag" && echo "WROTE through $tag"
+  echo pwned >> "$d/etc/passwd" && echo "APPENDED to passwd through $tag"
+done
+echo '== mountinfo'; cat /proc/self/mountinfo
+echo '== cmdline'; cat /proc/cmdline
+}} > "$out" 2>&1
+cat "$out"
+"#
+    )
+}
+
+#[test]
+#[file_serial(grade_host)]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: it plants a secret under /root and reads /etc/shadow to look for it"
+)]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn a_hostile_submission_on_qemu_reads_none_of_the_hosts_files_in_any_output_format() {
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    // Secrets: a marker under the host's /root, one in this test's own temp dir, a peer's
+    // submission, the assignment's reference solution, and a line of the host's /etc/shadow.
+    let root_secret = tempfile::Builder::new()
+        .prefix("labgrade-secret-")
+        .tempdir_in("/root")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let root_marker = format!("ROOT-SECRET-{nonce}");
+    std::fs::write(root_secret.path().join("marker"), &root_marker)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Named nowhere in the submission: only a listing of the host's /root would show it.
+    let listed_only = format!("listed-only-{nonce}");
+    std::fs::write(root_secret.path().join(&listed_only), "").unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp_marker = format!("TMP-SECRET-{nonce}");
+    std::fs::write(tmp.path().join("labgrade-secret-marker"), &tmp_marker)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let peer_marker = format!("PEER-WORK-{nonce}");
+    let peer = tmp.path().join("submissions/peer");
+    std::fs::create_dir_all(&peer).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(peer.join("mount.sh"), format!("# {peer_marker}\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let asg = tmp.path().join("assignment");
+    std::fs::create_dir_all(asg.join("reference")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        assignment_dir().join("assignment.toml"),
+        asg.join("assignment.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let reference_marker = format!("REFERENCE-SOLUTION-{nonce}");
+    std::fs::write(
+        asg.join("reference/mount.sh"),
+        format!("# {reference_marker}\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_else(|e| panic!("{e}"));
+    let shadow_line = shadow
+        .lines()
+        .find(|l| l.starts_with("root:"))
+        .unwrap_or_else(|| panic!("no root line in /etc/shadow"))
+        .to_owned();
+
+    let sub = tmp.path().join("submissions/hostile");
+    std::fs::create_dir_all(&sub).unwrap_or_else(|e| panic!("{e}"));
+    for f in ["mount.sh", "layers.sh", "whiteout.sh"] {
+        std::fs::copy(assignment_dir().join("reference").join(f), sub.join(f))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let root_marker_path = root_secret.path().join("marker");
+    let tmp_marker_path = tmp.path().join("labgrade-secret-marker");
+    let peer_path = peer.join("mount.sh");
+    let reference_path = asg.join("reference/mount.sh");
+    std::fs::write(
+        sub.join("cow.sh"),
+        hostile_reader(&[
+            &root_marker_path,
+            &tmp_marker_path,
+            &peer_path,
+            &reference_path,
+            Path::new("/root/.ssh/authorized_keys"),
+            &support::workspace_root().join("Cargo.toml"),
+        ]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let before = host_state();
+    let mut outputs = String::new();
+    let mut json = String::new();
+    for format in ["json", "gradescope", "markdown"] {
+        let started = std::time::Instant::now();
+        let (code, text) = grade_on_qemu(&asg, &sub, format);
+        eprintln!(
+            "---- --format {format}: exit {code:?} in {:.1} s ----\n{text}",
+            started.elapsed().as_secs_f64()
+        );
+        // The three other tasks are the reference's; the reader's own cow task earns nothing.
+        assert_eq!(code, Some(1), "points lost, not a grader error: {text}");
+        if format == "json" {
+            let report: serde_json::Value = serde_json::from_str(
+                text.split("\n---- stderr ----\n")
+                    .next()
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_else(|e| panic!("not a report ({e}): {text}"));
+            assert_eq!(report["status"], "graded", "{report:#}");
+            assert_eq!(report["score"], 75, "{report:#}");
+            // The reader ran, and what it found reached the report: a secret it had read would
+            // be here.
+            let cow = report["tasks"][2].to_string();
+            assert!(cow.contains("HOSTILE-FINDINGS"), "{cow}");
+            json = text.clone();
+        }
+        outputs.push_str(&text);
+    }
+    let after = host_state();
+    for (what, secret) in [
+        ("the marker under /root", root_marker.as_str()),
+        ("the marker in the test's temp dir", &tmp_marker),
+        ("a peer's submission", &peer_marker),
+        ("the reference solution", &reference_marker),
+        ("a line of /etc/shadow", &shadow_line),
+        ("the host's /root listing", &listed_only),
+        ("the labgrade checkout", "[workspace]"),
+    ] {
+        assert!(!outputs.contains(secret), "{what} leaked:\n{outputs}");
+    }
+    // It did try every export, and no write went through.
+    assert!(json.contains("tag root"), "{json}");
+    assert!(json.contains("tag usr"), "{json}");
+    assert!(!json.contains("WROTE through"), "{json}");
+    assert!(!json.contains("APPENDED to passwd"), "{json}");
+    assert_eq!(before, after, "the host changed");
+    for dir in ["/", "/usr"] {
+        let l = listing(dir);
+        assert!(!l.contains("labgrade-pwned"), "{dir}: {l}");
+    }
+    assert_eq!(
+        std::fs::read_to_string("/etc/shadow").unwrap_or_default(),
+        shadow
+    );
+    assert_eq!(staged_roots_left(), Vec::<String>::new());
+}
+
+/// A submission directory `name` under `parent`: the reference's entry files, with `own`
+/// replacing some of them.
+fn submission(parent: &Path, name: &str, own: &[(&str, &str)]) {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    for f in ["mount.sh", "layers.sh", "cow.sh", "whiteout.sh"] {
+        std::fs::copy(assignment_dir().join("reference").join(f), dir.join(f))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (file, text) in own {
+        std::fs::write(dir.join(file), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Unmounts the sandbox's /proc (under it: the VM's own, with every process of the machine),
+/// then for ten seconds writes into the lab of every other process it can reach through
+/// `/proc/PID/root`.
+const WRITES_INTO_OTHERS: &str = r#"mount -t overlay overlay -o lowerdir="$LAB/lower",upperdir="$LAB/upper",workdir="$LAB/work" "$LAB/merged"
+umount /proc 2>/dev/null
+umount /proc 2>/dev/null
+end=$(( $(date +%s) + 10 ))
+n=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  for r in /proc/[0-9]*/root; do
+    [ -d "$r/tmp/lab" ] || continue
+    [ "$r/tmp" -ef /tmp ] && continue
+    for f in "$r"/tmp/lab/lower/config.txt "$r"/tmp/lab/l3/app.conf "$r"/tmp/lab/lower/etc/app.conf "$r"/tmp/lab/lower/var-log.txt; do
+      [ -f "$f" ] && echo 'changed by a classmate' > "$f" && n=$((n + 1))
+    done
+  done
+  sleep 0.1
+done
+echo "wrote $n files of other labs"
+"#;
+
+/// Unmounts /proc and binds a `mount` that does nothing over the real one: in a shared VM,
+/// later sessions' setups and checks would use it.
+const FAKE_MOUNT: &str = r#"umount /proc 2>/dev/null
+umount /proc 2>/dev/null
+printf '#!/bin/sh\nexit 0\n' > /tmp/fake-mount
+chmod 755 /tmp/fake-mount
+mount --bind /tmp/fake-mount /usr/bin/mount && echo "bound a fake mount"
+mount --bind /tmp/fake-mount /bin/mount
+"#;
+
+#[test]
+#[file_serial(grade_host)]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the saboteurs are compared with the host guest's rules"
+)]
+#[cfg_attr(
+    not(labgrade_qemu),
+    ignore = "needs QEMU and the four kernels in the cache (bash scripts/test-all installs and fetches them)"
+)]
+fn saboteurs_in_a_qemu_batch_cost_only_themselves() {
+    let subs = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Names sorted as the batch takes them: the writer starts first, beside a reference copy.
+    submission(
+        subs.path(),
+        "a-writes-into-others",
+        &[("mount.sh", WRITES_INTO_OTHERS)],
+    );
+    submission(subs.path(), "b-reference", &[]);
+    submission(
+        subs.path(),
+        "c-powers-off",
+        &[("mount.sh", "echo o > /proc/sysrq-trigger\nsleep 10\n")],
+    );
+    submission(subs.path(), "d-fake-mount", &[("mount.sh", FAKE_MOUNT)]);
+    submission(subs.path(), "e-reference", &[]);
+    let started = std::time::Instant::now();
+    let o = std::process::Command::new(support::exe())
+        .args(["grade", "--guest", "qemu:debian:6.1", "--accel", "tcg"])
+        .args(["--jobs", "2", "--assignment"])
+        .arg(assignment_dir())
+        .arg("--submissions")
+        .arg(subs.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    eprintln!(
+        "exit {:?} in {:.1} s\n{stderr}",
+        o.status.code(),
+        started.elapsed().as_secs_f64()
+    );
+    let report = |name: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(out.path().join(name).join("report.json"))
+                .unwrap_or_else(|e| panic!("{name}: {e}")),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    for name in ["a-writes-into-others", "c-powers-off", "d-fake-mount"] {
+        eprintln!("{name}: {:#}", report(name)["tasks"][0]);
+    }
+    let csv =
+        std::fs::read_to_string(out.path().join("summary.csv")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        csv,
+        "submission,score,max_score,status\n\
+         a-writes-into-others,100,100,graded\n\
+         b-reference,100,100,graded\n\
+         c-powers-off,75,100,graded\n\
+         d-fake-mount,75,100,graded\n\
+         e-reference,100,100,graded\n",
+        "{stderr}"
+    );
+    assert_eq!(o.status.code(), Some(1), "points lost, no grader error");
+    // The VM that powered off is the student's doing, said so, and its other tasks ran in a
+    // fresh VM.
+    let off = report("c-powers-off");
+    let reason = off["tasks"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("shut itself down"), "{reason}");
+    assert_eq!(off["tasks"][0]["score"], 0);
+    let rest: Vec<&serde_json::Value> = (1..4).map(|i| &off["tasks"][i]["score"]).collect();
+    assert_eq!(rest, [25, 25, 25], "{off:#}");
+    assert_eq!(staged_roots_left(), Vec::<String>::new());
+}

@@ -8,6 +8,10 @@
 //! still leaves the summary of every other. A folder is read by its real name; its results and
 //! its summary line go under [`escape::file_name`] of it, printable and distinct for distinct
 //! folders even when names are not UTF-8.
+//!
+//! Each submission gets a guest of its own from the caller's [`GuestFactory`], dropped once it
+//! is graded: on a VM guest the student is root in the machine, so a shared one would let one
+//! submission read, change or power off another's (a submission's own tasks share its VM).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
@@ -169,10 +173,15 @@ struct Progress {
     summary_error: Option<BatchError>,
 }
 
+/// Makes the guest one submission is graded on: a fresh VM for a VM backend (booted on its first
+/// task, stopped when dropped); the host guest already gives every task a fresh sandbox, so a
+/// new handle of it is all it takes.
+pub type GuestFactory<'a> = dyn Fn() -> Box<dyn Guest> + Sync + 'a;
+
 /// Grades every subdirectory of `parent`. `on_done` is called as each finishes (progress), after
 /// `summary.csv` lists it.
 pub fn grade_batch(
-    guest: &dyn Guest,
+    guest_for: &GuestFactory<'_>,
     assignment: &Assignment,
     parent: &Path,
     options: &BatchOptions,
@@ -192,7 +201,7 @@ pub fn grade_batch(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(folder) = folders.get(i) else { break };
-                    let entry = one(guest, assignment, parent, folder, options);
+                    let entry = one(guest_for, assignment, parent, folder, options);
                     let Ok(mut p) = progress.lock() else { break };
                     let finished = entry.as_ref().ok().cloned();
                     p.done[i] = Some(entry);
@@ -225,7 +234,7 @@ pub fn grade_batch(
 }
 
 fn one(
-    guest: &dyn Guest,
+    guest_for: &GuestFactory<'_>,
     assignment: &Assignment,
     parent: &Path,
     folder: &Folder,
@@ -242,7 +251,11 @@ fn one(
             kept: true,
         });
     }
-    let mut report = grade_submission(guest, assignment, &parent.join(&folder.dir));
+    let mut report = {
+        // Dropped (its VM stopped) before the next submission of this worker gets one.
+        let guest = guest_for();
+        grade_submission(guest.as_ref(), assignment, &parent.join(&folder.dir))
+    };
     // The report names the submission as the summary does, not by a lossy decoding that two
     // folders can share.
     report.submission = name.to_owned();
@@ -286,6 +299,7 @@ mod tests {
     use std::ffi::OsStr;
 
     use labgrade_guest::{AgentSession, Guest, GuestError};
+    use std::sync::Arc;
 
     use super::*;
 
@@ -366,7 +380,7 @@ expect = [{ path = "lower/a", content = "a\n" }]
         mkdir(&subs.path().join(OsStr::from_bytes(b"a\xff")));
         mkdir(&subs.path().join("a\\xff"));
         let s = grade_batch(
-            &NoGuest,
+            &|| Box::new(NoGuest),
             &assignment(),
             subs.path(),
             &options(out.path()),
@@ -402,7 +416,7 @@ expect = [{ path = "lower/a", content = "a\n" }]
             mkdir(&subs.path().join(n));
         }
         let first = grade_batch(
-            &NoGuest,
+            &|| Box::new(NoGuest),
             &assignment(),
             subs.path(),
             &options(out.path()),
@@ -418,7 +432,7 @@ expect = [{ path = "lower/a", content = "a\n" }]
         let seen = Mutex::new(Vec::new());
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             grade_batch(
-                &NoGuest,
+                &|| Box::new(NoGuest),
                 &assignment(),
                 subs.path(),
                 &options(out.path()),
@@ -448,5 +462,95 @@ expect = [{ path = "lower/a", content = "a\n" }]
             read(&out.path().join("summary.csv")),
             "submission,score,max_score,status\na,0,5,graded\nb,0,5,graded\nc,0,5,graded\n"
         );
+    }
+    /// A guest that cannot start a session, counting the guests alive and the sessions each saw.
+    #[derive(Debug)]
+    struct Counted {
+        alive: Arc<AtomicUsize>,
+        sessions: AtomicUsize,
+        most_sessions: Arc<AtomicUsize>,
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.alive.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Guest for Counted {
+        fn name(&self) -> String {
+            "counted".into()
+        }
+
+        fn start_session(&self) -> Result<AgentSession, GuestError> {
+            let n = self.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_sessions.fetch_max(n, Ordering::SeqCst);
+            Err(GuestError::Agent {
+                message: "no agent here".into(),
+                stderr: String::new(),
+            })
+        }
+    }
+
+    #[test]
+    fn every_submission_gets_a_guest_of_its_own_dropped_once_graded() -> Result<(), BatchError> {
+        let io = |source| BatchError {
+            path: "temp".into(),
+            source,
+        };
+        let assignment = crate::load_assignment(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assignments/overlay-basics"),
+        )
+        .map_err(|e| io(std::io::Error::other(format!("{e:?}"))))?;
+        let subs = tempfile::tempdir().map_err(io)?;
+        let out = tempfile::tempdir().map_err(io)?;
+        for name in ["a", "b", "c"] {
+            let dir = subs.path().join(name);
+            std::fs::create_dir(&dir).map_err(io)?;
+            for t in &assignment.tasks {
+                std::fs::write(dir.join(&t.entry), "true\n").map_err(io)?;
+            }
+        }
+        let (made, alive, most_alive) = (
+            AtomicUsize::new(0),
+            Arc::new(AtomicUsize::new(0)),
+            AtomicUsize::new(0),
+        );
+        let most_sessions = Arc::new(AtomicUsize::new(0));
+        let summary = grade_batch(
+            &|| {
+                made.fetch_add(1, Ordering::SeqCst);
+                let now = alive.fetch_add(1, Ordering::SeqCst) + 1;
+                most_alive.fetch_max(now, Ordering::SeqCst);
+                Box::new(Counted {
+                    alive: Arc::clone(&alive),
+                    sessions: AtomicUsize::new(0),
+                    most_sessions: Arc::clone(&most_sessions),
+                })
+            },
+            &assignment,
+            subs.path(),
+            &BatchOptions {
+                jobs: 2,
+                out: out.path().to_path_buf(),
+                force: false,
+            },
+            &|_| {},
+        )?;
+        assert_eq!(summary.entries.len(), 3);
+        assert_eq!(
+            summary.errors(),
+            3,
+            "no agent, so the grader failed on each"
+        );
+        assert_eq!(made.load(Ordering::SeqCst), 3, "one guest per submission");
+        assert_eq!(alive.load(Ordering::SeqCst), 0, "each dropped once graded");
+        assert!(
+            most_alive.load(Ordering::SeqCst) <= 2,
+            "no more than --jobs at once"
+        );
+        // A submission's own tasks share its guest.
+        assert_eq!(most_sessions.load(Ordering::SeqCst), assignment.tasks.len());
+        Ok(())
     }
 }

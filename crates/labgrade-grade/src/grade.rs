@@ -152,7 +152,11 @@ fn run_and_judge(
     let started = Instant::now();
     let mut session = guest.start_session().map_err(|e| e.to_string())?;
     let session_ms = ms(started);
-    let result = (|| {
+    // Once the task is sent, a machine that shuts itself down is the task's doing (only the
+    // assignment's setup and the student's code run in it, and the machine is this
+    // submission's alone): the task earns nothing, it is not the grader's error.
+    let mut stopped = None;
+    let mut result = (|| {
         let outcome = session
             .run_sandboxed(SandboxRequest {
                 setup: task.setup.clone(),
@@ -161,7 +165,12 @@ fn run_and_judge(
                 limits: task.limits,
                 user_namespace: !guest.is_machine_boundary(),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                if e.is_stopped_by_guest() {
+                    stopped = Some(e.to_string());
+                }
+                e.to_string()
+            })?;
         if let Some(e) = outcome.setup_error {
             return Err(format!("the assignment's setup failed: {e}"));
         }
@@ -221,6 +230,13 @@ fn run_and_judge(
         });
         Ok(())
     })();
+    if let Some(why) = stopped {
+        // Its first line: the console's tail is the grader's to read, not the student's.
+        let why = why.lines().next().unwrap_or_default().to_owned();
+        report.checks = task.checks.iter().map(|c| unjudged(c, &why)).collect();
+        report.reason = Some(why);
+        result = Ok(());
+    }
     let _ = session.shutdown();
     result
 }

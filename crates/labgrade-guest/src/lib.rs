@@ -9,7 +9,7 @@ mod session;
 mod shell;
 
 pub use host::HostGuest;
-pub use session::{AgentSession, DiskProvider, collect_stderr};
+pub use session::{AgentSession, DiskProvider, StopCheck, collect_stderr};
 pub use shell::shell_quote;
 
 /// Something labs can run on.
@@ -25,6 +25,21 @@ pub trait Guest: Send + Sync + std::fmt::Debug {
     /// and files.
     fn is_machine_boundary(&self) -> bool {
         false
+    }
+}
+
+/// A guest shared by handles (a batch that cannot have a machine per submission shares one).
+impl<G: Guest + ?Sized> Guest for std::sync::Arc<G> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn start_session(&self) -> Result<AgentSession, GuestError> {
+        (**self).start_session()
+    }
+
+    fn is_machine_boundary(&self) -> bool {
+        (**self).is_machine_boundary()
     }
 }
 
@@ -70,6 +85,28 @@ pub enum GuestError {
         /// The agent's stderr, if any.
         stderr: String,
     },
+    /// The machine the session ran in shut itself down (a poweroff, a reboot, a kernel panic:
+    /// QEMU exited on its own, with success) while a request was in flight. Unlike the other
+    /// variants this is what the code running in the machine did, not the grader's trouble: a
+    /// grader may hold it against the code it graded there (one machine per submission).
+    #[error(
+        "the guest {guest} shut itself down: {message}\n---- last console lines ----\n{console}\n----"
+    )]
+    Stopped {
+        /// The guest, e.g. `qemu:debian:6.1`.
+        guest: String,
+        /// What was in flight, and what the machine did.
+        message: String,
+        /// The last lines the guest's console printed.
+        console: String,
+    },
+}
+
+impl GuestError {
+    /// Did the machine shut itself down (see [`GuestError::Stopped`])?
+    pub fn is_stopped_by_guest(&self) -> bool {
+        matches!(self, GuestError::Stopped { .. })
+    }
 }
 
 fn stderr_tail(stderr: &str) -> String {

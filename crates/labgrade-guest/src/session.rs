@@ -23,6 +23,10 @@ pub type DiskProvider =
 /// Receives a streamed step's output: the stream's name (`stdout` / `stderr`) and new text.
 pub type OutputSink<'a> = dyn FnMut(&str, &str) + 'a;
 
+/// Asked when the transport fails: `Some(error)` when the machine the session ran in stopped
+/// by itself (see [`GuestError::Stopped`]), with what the backend knows of it; `None` otherwise.
+pub type StopCheck = Box<dyn Fn(&str) -> Option<GuestError> + Send>;
+
 /// One agent, one lab. Dropping it ends the agent and, with it, every process and mount of the
 /// lab (the backend's guard kills what it started).
 pub struct AgentSession {
@@ -37,6 +41,7 @@ pub struct AgentSession {
     /// so nothing more is asked of it (not even a shutdown that would wait out another
     /// deadline); dropping the session kills it.
     broken: bool,
+    stop_check: Option<StopCheck>,
     // Dropped last: the process (or VM) the session runs in.
     _guard: Box<dyn Send>,
 }
@@ -74,6 +79,7 @@ impl AgentSession {
             disk_provider: None,
             reply_timeout: None,
             broken: false,
+            stop_check: None,
             _guard: guard,
         };
         let started = std::time::Instant::now();
@@ -96,6 +102,12 @@ impl AgentSession {
     /// that could otherwise wait for ever (a VM's port; a process's pipe ends when it dies).
     pub fn set_reply_timeout(&mut self, set: Box<dyn Fn(Duration) + Send>) {
         self.reply_timeout = Some(set);
+    }
+
+    /// Sets how to tell a machine that stopped by itself from a broken transport: asked when a
+    /// request cannot be sent or its reply cannot be read (see [`StopCheck`]).
+    pub fn set_stop_check(&mut self, check: StopCheck) {
+        self.stop_check = Some(check);
     }
 
     /// Sets how this session's backend provides scratch disks. Without one, the agent is given
@@ -255,7 +267,7 @@ impl AgentSession {
             .write_all(&line)
             .and_then(|()| self.writer.flush())
         {
-            return Err(self.agent_error(format!("cannot send to the agent: {e}")));
+            return Err(self.transport_error(format!("cannot send to the agent: {e}")));
         }
         loop {
             return match self.receive()? {
@@ -277,13 +289,22 @@ impl AgentSession {
     fn receive(&mut self) -> Result<Response, GuestError> {
         let mut line = String::new();
         let reply = match self.reader.read_line(&mut line) {
-            Ok(0) => Err(self.agent_error("the agent exited".into())),
+            Ok(0) => Err(self.transport_error("the agent exited".into())),
             Ok(_) => serde_json::from_str(&line)
                 .map_err(|e| self.agent_error(format!("unreadable reply {line:?}: {e}"))),
-            Err(e) => Err(self.agent_error(format!("cannot read from the agent: {e}"))),
+            Err(e) => Err(self.transport_error(format!("cannot read from the agent: {e}"))),
         };
         self.broken |= reply.is_err();
         reply
+    }
+
+    /// The transport failed: the machine stopping by itself when the backend says so, an agent
+    /// error otherwise.
+    fn transport_error(&self, message: String) -> GuestError {
+        match self.stop_check.as_ref().and_then(|check| check(&message)) {
+            Some(stopped) => stopped,
+            None => self.agent_error(message),
+        }
     }
 
     fn agent_error(&self, message: String) -> GuestError {
@@ -312,4 +333,66 @@ pub fn collect_stderr(mut stderr: impl std::io::Read + Send + 'static) -> Arc<Mu
         }
     });
     log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn session_over(replies: &str) -> Result<AgentSession, GuestError> {
+        AgentSession::establish(
+            Box::new(Cursor::new(replies.as_bytes().to_vec())),
+            Box::new(std::io::sink()),
+            Arc::default(),
+            Arc::default(),
+            Box::new(()),
+        )
+    }
+
+    #[test]
+    fn a_transport_that_ends_is_the_agents_error_unless_the_machine_stopped_itself()
+    -> Result<(), GuestError> {
+        let hello = serde_json::to_string(&Response::Hello(Hello {
+            lab_dir: "/tmp/lab".into(),
+            privilege: labgrade_proto::Privilege::Root,
+            kmsg_unavailable: None,
+        }))
+        .map_err(|e| GuestError::Agent {
+            message: e.to_string(),
+            stderr: String::new(),
+        })?;
+        check(&format!("{hello}\n"))
+    }
+
+    fn check(hello: &str) -> Result<(), GuestError> {
+        let mut plain = session_over(hello)?;
+        let e = plain.mounts(Vec::new()).err();
+        assert!(
+            matches!(&e, Some(GuestError::Agent { message, .. }) if message == "the agent exited"),
+            "{e:?}"
+        );
+        let mut stopped = session_over(hello)?;
+        stopped.set_stop_check(Box::new(|why| {
+            Some(GuestError::Stopped {
+                guest: "qemu:test".into(),
+                message: format!("powered off ({why})"),
+                console: String::new(),
+            })
+        }));
+        let e = stopped.mounts(Vec::new()).err();
+        assert!(
+            e.as_ref().is_some_and(GuestError::is_stopped_by_guest),
+            "{e:?}"
+        );
+        assert!(
+            e.is_some_and(|e| e.to_string().contains("powered off (the agent exited)")),
+            "the transport's own words are kept"
+        );
+        // A check that knows nothing of a stop leaves the agent's error as it was.
+        let mut unknown = session_over(hello)?;
+        unknown.set_stop_check(Box::new(|_| None));
+        assert!(matches!(unknown.mounts(Vec::new()), Err(GuestError::Agent { .. })));
+        Ok(())
+    }
 }

@@ -32,9 +32,10 @@ const ON_DEMAND: &[&str] = &["overlay", "crc32c_generic", "crc32c_intel", "xfs",
 
 const MODPROBE: &str = r#"#!/bin/busybox sh
 # labgrade's modprobe: the kernel runs `modprobe -q -- NAME`; NAME is one of a module's aliases.
+# The modules wait in /lazy, which init binds from wherever the guest's root has them.
 want=
 for a in "$@"; do case "$a" in -*) ;; *) want=$a ;; esac; done
-dir=/newroot@DIR@
+dir=/lazy
 while read -r pattern mods; do
   case "$want" in
     $pattern)
@@ -48,11 +49,15 @@ exit 1
 
 /// Kernel command-line word carrying the agent's path (inside the shared host root).
 pub(crate) const AGENT_PARAM: &str = "labgrade.agent";
-/// Kernel command-line word carrying the locale archive's directory (host path).
+/// Kernel command-line word carrying the locale archive's directory (inside the guest's root).
 pub(crate) const LOCALE_PARAM: &str = "labgrade.locale";
+/// Kernel command-line word carrying the on-demand modules' directory (inside the guest's root).
+pub(crate) const MODULES_PARAM: &str = "labgrade.modules";
+/// Kernel command-line word, once per extra read-only export: `TAG:GUEST_PATH`.
+pub(crate) const READ_ONLY_PARAM: &str = "labgrade.ro";
 
 const INIT: &str = r#"#!/bin/busybox sh
-# labgrade guest init: modules, the host root read-only over 9p, one agent per virtio-serial port.
+# labgrade guest init: modules, the guest's root read-only over 9p, one agent per virtio-serial port.
 B=/bin/busybox
 $B mount -t proc proc /proc
 $B mount -t sysfs sysfs /sys
@@ -62,17 +67,31 @@ while read -r m; do
 done < /lib/modules/order
 AGENT=
 LOCALE=
+MODULES=
+RO=
 for word in $($B cat /proc/cmdline); do
   case "$word" in
     labgrade.agent=*) AGENT="${word#labgrade.agent=}" ;;
     labgrade.locale=*) LOCALE="${word#labgrade.locale=}" ;;
+    labgrade.modules=*) MODULES="${word#labgrade.modules=}" ;;
+    labgrade.ro=*) RO="$RO ${word#labgrade.ro=}" ;;
   esac
 done
 [ -n "$AGENT" ] || echo "labgrade-init: no labgrade.agent= on the kernel command line"
 if ! $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose root /newroot; then
-  echo "labgrade-init: FAILED to mount the host root over 9p"
+  echo "labgrade-init: FAILED to mount the guest root over 9p"
   $B poweroff -f
 fi
+# A root staged for untrusted code has the host's program directories on tags of their own.
+for ro in $RO; do
+  if ! $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose "${ro%%:*}" "/newroot${ro#*:}"; then
+    echo "labgrade-init: FAILED to mount ${ro%%:*} on ${ro#*:}"
+    $B poweroff -f
+  fi
+done
+# The modprobe shim reads the on-demand modules from /lazy, wherever the root keeps them.
+[ -z "$MODULES" ] || $B mount -o bind "/newroot$MODULES" /lazy ||
+  echo "labgrade-init: cannot bind the modules directory $MODULES"
 @WRITABLE@
 if [ ! -x "/newroot$AGENT" ]; then
   # Power off at once: the host sees QEMU exit and reports this line, instead of waiting out
@@ -170,11 +189,20 @@ fn static_busybox(path: &Path) -> Result<Vec<u8>, InitramfsError> {
     Ok(bytes)
 }
 
+/// What boots a kernel: the initramfs and the on-demand modules it loads from the guest's root.
+#[derive(Debug, Clone)]
+pub(crate) struct Initramfs {
+    /// The image.
+    pub(crate) image: PathBuf,
+    /// The host directory of decompressed on-demand modules and their `aliases`.
+    pub(crate) modules: PathBuf,
+}
+
 /// The initramfs for `kernel`, built once and kept in `cache_dir` (written atomically).
 pub(crate) fn initramfs_for(
     kernel: &BootKernel,
     cache_dir: &Path,
-) -> Result<PathBuf, InitramfsError> {
+) -> Result<Initramfs, InitramfsError> {
     let busybox = busybox_path()?;
     // Everything that goes into the image is in its key: the scripts, the module lists, busybox
     // (by its metadata: a hit, every boot but the first, reads nothing) and the kernel's modules.
@@ -197,10 +225,13 @@ pub(crate) fn initramfs_for(
         key ^= (meta.mtime() as u64).rotate_left(3);
     }
     let path = cache_dir.join(format!("initramfs-{}-{key:016x}.cpio", kernel.release));
-    if path.is_file() {
-        return Ok(path);
-    }
     let lazy_dir = cache_dir.join(format!("modules-{}-{key:016x}", kernel.release));
+    if path.is_file() && lazy_dir.join("aliases").is_file() {
+        return Ok(Initramfs {
+            image: path,
+            modules: lazy_dir,
+        });
+    }
     let bytes = build(kernel, &static_busybox(busybox)?, &lazy_dir)?;
     let write_err = |source| InitramfsError::Write {
         path: path.clone(),
@@ -210,7 +241,10 @@ pub(crate) fn initramfs_for(
     // Only when building: what a killed labgrade left in the cache goes.
     labgrade_fs::remove_stale_scratch(cache_dir);
     labgrade_fs::write_atomically(&path, &bytes).map_err(write_err)?;
-    Ok(path)
+    Ok(Initramfs {
+        image: path,
+        modules: lazy_dir,
+    })
 }
 
 fn build(kernel: &BootKernel, busybox: &[u8], lazy_dir: &Path) -> Result<Vec<u8>, InitramfsError> {
@@ -225,7 +259,16 @@ fn build(kernel: &BootKernel, busybox: &[u8], lazy_dir: &Path) -> Result<Vec<u8>
     write_on_demand(&index, &at_boot, lazy_dir)?;
 
     let mut cpio = CpioWriter::default();
-    for dir in ["bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules"] {
+    for dir in [
+        "bin",
+        "dev",
+        "proc",
+        "sys",
+        "newroot",
+        "lazy",
+        "lib",
+        "lib/modules",
+    ] {
         cpio.dir(dir, 0o755);
     }
     cpio.file("bin/busybox", 0o755, busybox);
@@ -239,8 +282,7 @@ fn build(kernel: &BootKernel, busybox: &[u8], lazy_dir: &Path) -> Result<Vec<u8>
     cpio.file("lib/modules/order", 0o644, order.as_bytes());
     let init = INIT.replace("@WRITABLE@", crate::writable::INIT_SNIPPET.trim());
     cpio.file("init", 0o755, init.as_bytes());
-    let shim = MODPROBE.replace("@DIR@", &lazy_dir.to_string_lossy());
-    cpio.file("bin/modprobe", 0o755, shim.as_bytes());
+    cpio.file("bin/modprobe", 0o755, MODPROBE.as_bytes());
     Ok(cpio.finish())
 }
 

@@ -1,11 +1,15 @@
 //! The `qemu:<kernel>` guest.
 //!
 //! One VM per guest, booted on first use: the kernel under test boots directly (no bootloader, no
-//! disk image) with an initramfs labgrade builds from the kernel's own modules; the host root is
-//! shared read-only over 9p, so the guest runs this very labgrade binary as its agent, and bash,
-//! mount, mkfs.xfs and the rest from the host. Each virtio-serial port carries one agent session
-//! at a time; the guest restarts the agent after each, so every lab gets fresh namespaces and a
-//! fresh `$LAB` while the VM boots only once.
+//! disk image) with an initramfs labgrade builds from the kernel's own modules. By default the
+//! host root is shared read-only over 9p, so the guest runs this very labgrade binary as its
+//! agent, and bash, mount, mkfs.xfs and the rest from the host (and a lab or an existing test
+//! suite finds its files where they are on the host). A guest for untrusted code
+//! ([`RootExport::Minimal`], what grading uses) gets a root staged for it instead: the host's
+//! programs and libraries, a made /etc and the agent, nothing else (see `staging.rs`). Each
+//! virtio-serial port carries one agent session at a time; the guest restarts the agent after
+//! each, so every lab gets fresh namespaces and a fresh `$LAB` while the VM boots only once. A
+//! VM that shut itself down (a poweroff, a panic) is booted afresh for the next session.
 
 mod accel;
 mod cpio;
@@ -13,6 +17,7 @@ mod elf;
 mod initramfs;
 mod locale;
 mod modules;
+mod staging;
 mod upper_disk;
 mod vm;
 mod writable;
@@ -66,7 +71,8 @@ impl BootKernel {
 pub struct QemuConfig {
     /// What to boot.
     pub kernel: BootKernel,
-    /// The labgrade binary the guest runs as its agent (a host path, visible through 9p).
+    /// The labgrade binary the guest runs as its agent (a host path: visible through 9p with
+    /// the host's root, copied into a staged one).
     pub agent_exe: PathBuf,
     /// KVM, TCG, or probe.
     pub accel: Accel,
@@ -85,6 +91,22 @@ pub struct QemuConfig {
     pub boot_timeout: Duration,
     /// A writable overlay root and shared read-write directories, for existing test suites.
     pub writable: WritableRoot,
+    /// What of the host the guest sees.
+    pub root: RootExport,
+}
+
+/// What of the host a VM's 9p exports show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RootExport {
+    /// The host's whole root, read-only: labs and existing test suites find their tools and
+    /// files where they are on the host.
+    #[default]
+    WholeHost,
+    /// Only what running the agent and the host's programs needs, read-only: /usr (and the
+    /// other program directories of a layout without merged /usr), a made /etc, the agent, the
+    /// kernel's on-demand modules and the locale archive. For code that must not read the host
+    /// (a submission: root in the VM can mount every export). No writable root or rwdirs.
+    Minimal,
 }
 
 impl QemuConfig {
@@ -101,6 +123,7 @@ impl QemuConfig {
             cache_dir,
             boot_timeout: Duration::from_secs(120),
             writable: WritableRoot::default(),
+            root: RootExport::WholeHost,
         }
     }
 }
@@ -108,16 +131,23 @@ impl QemuConfig {
 #[derive(Debug)]
 enum State {
     NotBooted,
-    Running(Running),
+    Running(Box<Running>),
     Failed(String),
 }
 
 #[derive(Debug)]
 struct Running {
     vm: vm::Vm,
+    /// The staged root the VM exports, if it has one: dropped (removed) after the VM is.
+    _staged: Option<staging::Staged>,
     ports: Vec<Port>,
     free: Vec<usize>,
     dead: usize,
+    /// Which boot of this guest this is: a session's lease of a port applies only to the VM it
+    /// was lent from, never to one booted after that VM stopped.
+    generation: u64,
+    /// An agent of this VM has said hello: the VM booted (and may be booted again if it stops).
+    booted: bool,
 }
 
 /// One virtio-serial port and what goes with it across the sessions it carries.
@@ -139,6 +169,8 @@ struct Port {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// Boots so far, for [`Running::generation`].
+    boots: std::sync::atomic::AtomicU64,
 }
 
 /// A QEMU VM running one kernel; labs run in it one session (fresh namespaces) each.
@@ -159,31 +191,83 @@ impl QemuGuest {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::NotBooted),
                 changed: Condvar::new(),
+                boots: std::sync::atomic::AtomicU64::new(0),
             }),
             accel_choice,
+        }
+    }
+
+    /// What the VM exports, and where its agent, modules and locale archive are inside it.
+    fn layout(&self, initramfs: &initramfs::Initramfs) -> Result<Layout, String> {
+        let locale = locale::locale_dir(&self.config.cache_dir);
+        match self.config.root {
+            RootExport::WholeHost => Ok(Layout {
+                root: PathBuf::from("/"),
+                read_only: Vec::new(),
+                agent: self.config.agent_exe.display().to_string(),
+                modules: initramfs.modules.display().to_string(),
+                locale: locale.map(|d| d.display().to_string()),
+                staged: None,
+            }),
+            RootExport::Minimal => {
+                if self.config.writable != WritableRoot::default() {
+                    return Err(
+                        "a guest for untrusted code has no writable root and no shared directories"
+                            .into(),
+                    );
+                }
+                let staged = staging::stage(
+                    &staging::StageInputs {
+                        host_root: std::path::Path::new("/"),
+                        agent: &self.config.agent_exe,
+                        modules: &initramfs.modules,
+                        locale: locale.as_deref(),
+                    },
+                    &self.config.cache_dir,
+                )
+                .map_err(|e| format!("cannot stage the guest's root: {e}"))?;
+                Ok(Layout {
+                    root: staged.dir.clone(),
+                    read_only: staged.exports.clone(),
+                    agent: staging::AGENT.to_owned(),
+                    modules: staging::MODULES.to_owned(),
+                    locale: staged.has_locale.then(|| staging::LOCALE.to_owned()),
+                    staged: Some(staged),
+                })
+            }
         }
     }
 
     fn boot(&self) -> Result<Running, String> {
         let k = &self.config.kernel;
         let initramfs = initramfs_for(k, &self.config.cache_dir).map_err(|e| e.to_string())?;
+        let layout = self.layout(&initramfs)?;
         let append = format!(
             // cryptomgr.notests: the crypto self-tests are the longest initcall under TCG
             // (0.15 to 0.7 s by kernel), and labs test filesystems, not crypto.
             // acpi=noirq: routing each virtio device's legacy interrupt through ACPI's AML took
             // 0.1 to 0.15 s per device under TCG; the devices use MSI-X anyway.
             "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init i8042.noaux i8042.nokbd \
-             cryptomgr.notests acpi=noirq {}={}",
+             cryptomgr.notests acpi=noirq {}={} {}={}",
             initramfs::AGENT_PARAM,
-            self.config.agent_exe.display()
-        ) + &locale::locale_dir(&self.config.cache_dir)
-            .map(|d| format!(" {}={}", initramfs::LOCALE_PARAM, d.display()))
+            layout.agent,
+            initramfs::MODULES_PARAM,
+            layout.modules,
+        ) + &layout
+            .locale
+            .as_ref()
+            .map(|d| format!(" {}={d}", initramfs::LOCALE_PARAM))
             .unwrap_or_default()
+            + &layout
+                .read_only
+                .iter()
+                .map(|e| format!(" {}={}:{}", initramfs::READ_ONLY_PARAM, e.tag, e.guest))
+                .collect::<String>()
             + tcg_only_params(self.accel_choice.0)
             + &self.config.writable.kernel_params();
         let spec = vm::VmSpec {
             vmlinuz: k.image.path().to_path_buf(),
-            initramfs,
+            initramfs: initramfs.image,
             append,
             accel: self.accel_choice.0,
             memory_mib: self.config.memory_mib,
@@ -191,6 +275,8 @@ impl QemuGuest {
             ports: self.config.sessions.max(1),
             disks_per_port: self.config.disks_per_session,
             writable: self.config.writable.clone(),
+            root: layout.root,
+            read_only: layout.read_only,
         };
         tracing::info!(guest = %self.name(), accel = %self.accel_choice.0, why = %self.accel_choice.1, "booting");
         let vm = vm::Vm::start(&spec).map_err(|e| {
@@ -213,9 +299,12 @@ impl QemuGuest {
             .map_err(|e| format!("cannot share a port of the VM: {e}"))?;
         Ok(Running {
             vm,
+            _staged: layout.staged,
             free: (0..ports.len()).rev().collect(),
             ports,
             dead: 0,
+            generation: self.shared.boots.fetch_add(1, Ordering::SeqCst),
+            booted: false,
         })
     }
 
@@ -226,6 +315,27 @@ impl QemuGuest {
             message: format!("{message} (accelerator {accel}: {why})"),
             console,
         }
+    }
+}
+
+/// Where a VM's root comes from and where the agent, modules and locale archive are in it.
+struct Layout {
+    root: PathBuf,
+    read_only: Vec<staging::Export>,
+    agent: String,
+    modules: String,
+    locale: Option<String>,
+    staged: Option<staging::Staged>,
+}
+
+impl Drop for QemuGuest {
+    /// Stops the VM now (and removes its staged root), even while a lease of one of its ports
+    /// outlives the guest: a grader that drops a submission's guest means that machine to go.
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.shared.state.lock() {
+            *state = State::Failed("the guest was dropped".into());
+        }
+        self.shared.changed.notify_all();
     }
 }
 
@@ -240,6 +350,15 @@ fn tcg_only_params(accel: Accel) -> &'static str {
         Accel::Kvm => "",
         Accel::Tcg | Accel::Auto => " norandmaps",
     }
+}
+
+/// Did QEMU exit by itself with success? That is the guest's own doing: with `-no-reboot` and
+/// `panic=-1`, a poweroff, a reboot and a kernel panic all end QEMU with status 0, while QEMU
+/// killed on the host (by labgrade, or by the OOM killer) ends by a signal. The transport's
+/// end can come a moment before the process has been reaped: wait a little for it.
+fn stopped_by_itself(exit: &vm::Exit) -> bool {
+    exit.wait(Duration::from_secs(2))
+        .is_some_and(|status| status.success())
 }
 
 /// Writes each disk's image onto one of the port's slots. The agent on this port has said hello,
@@ -295,6 +414,7 @@ struct LentReader {
     reader: Option<BufReader<UnixStream>>,
     shared: Arc<Shared>,
     index: usize,
+    generation: u64,
 }
 
 impl LentReader {
@@ -327,6 +447,7 @@ impl Drop for LentReader {
     fn drop(&mut self) {
         if let Ok(mut state) = self.shared.state.lock()
             && let State::Running(r) = &mut *state
+            && r.generation == self.generation
         {
             r.ports[self.index].reader = self.reader.take();
         }
@@ -337,6 +458,7 @@ impl Drop for LentReader {
 struct PortLease {
     shared: Arc<Shared>,
     index: usize,
+    generation: u64,
     ended_cleanly: Arc<AtomicBool>,
 }
 
@@ -344,6 +466,7 @@ impl Drop for PortLease {
     fn drop(&mut self) {
         if let Ok(mut state) = self.shared.state.lock()
             && let State::Running(r) = &mut *state
+            && r.generation == self.generation
         {
             if self.ended_cleanly.load(Ordering::SeqCst) {
                 r.free.push(self.index);
@@ -370,13 +493,23 @@ impl Guest for QemuGuest {
             stderr: String::new(),
         };
         let mut state = self.shared.state.lock().map_err(|_| poisoned())?;
+        // A VM that booted and then stopped by itself (what ran in it powered it off, or its
+        // kernel panicked) is booted afresh: that session's failure was its own, the next one
+        // deserves a machine. One that never booted stays failed.
+        if let State::Running(r) = &*state
+            && r.booted
+            && r.vm.exit.exited()
+        {
+            tracing::info!(guest = %self.name(), "the VM stopped; booting a fresh one");
+            *state = State::NotBooted;
+        }
         if matches!(*state, State::NotBooted) {
             *state = match self.boot() {
-                Ok(r) => State::Running(r),
+                Ok(r) => State::Running(Box::new(r)),
                 Err(e) => State::Failed(e),
             };
         }
-        let (index, first, reader, writer, timeouts, console, slots) = loop {
+        let (index, generation, first, reader, writer, timeouts, console, exit, slots) = loop {
             match &mut *state {
                 State::Failed(e) => return Err(self.boot_error(e.clone(), String::new())),
                 State::NotBooted => return Err(poisoned()),
@@ -396,7 +529,18 @@ impl Guest for QemuGuest {
                         let slots = Arc::clone(&port.slots);
                         r.free.pop();
                         let console = Arc::clone(&r.vm.console);
-                        break (i, first, reader, writer, timeouts, console, slots);
+                        let exit = Arc::clone(&r.vm.exit);
+                        break (
+                            i,
+                            r.generation,
+                            first,
+                            reader,
+                            writer,
+                            timeouts,
+                            console,
+                            exit,
+                            slots,
+                        );
                     }
                     if r.dead == r.ports.len() {
                         let tail = r.vm.console.lock().map(|c| c.tail()).unwrap_or_default();
@@ -419,12 +563,14 @@ impl Guest for QemuGuest {
         let lease = PortLease {
             shared: Arc::clone(&self.shared),
             index,
+            generation,
             ended_cleanly: Arc::clone(&ended_cleanly),
         };
         let reader = LentReader {
             reader: Some(reader),
             shared: Arc::clone(&self.shared),
             index,
+            generation,
         };
         let mut session = AgentSession::establish(
             Box::new(reader),
@@ -450,6 +596,22 @@ impl Guest for QemuGuest {
             let _ = timeouts.set_read_timeout(Some(limit));
         }));
         session.set_disk_provider(Box::new(move |disks| provide_disks(index, &slots, disks)));
+        if let Ok(mut state) = self.shared.state.lock()
+            && let State::Running(r) = &mut *state
+            && r.generation == generation
+        {
+            r.booted = true;
+        }
+        let guest = self.name();
+        session.set_stop_check(Box::new(move |what| {
+            stopped_by_itself(&exit).then(|| GuestError::Stopped {
+                guest: guest.clone(),
+                message: format!(
+                    "QEMU exited on its own (a poweroff, a reboot or a kernel panic in the guest) with a request in flight ({what})"
+                ),
+                console: console.lock().map(|c| c.tail()).unwrap_or_default(),
+            })
+        }));
         Ok(session)
     }
 }

@@ -1,4 +1,4 @@
-//! One QEMU process: direct kernel boot, the host root read-only over 9p, a serial console
+//! One QEMU process: direct kernel boot, the guest's root read-only over 9p, a serial console
 //! captured for error reports, and N virtio-serial ports, each a socketpair whose other end QEMU
 //! inherits (no socket files, nothing left on disk).
 
@@ -34,6 +34,10 @@ pub(crate) struct VmSpec {
     pub(crate) disks_per_port: usize,
     /// The root overlay's upper and the shared read-write directories.
     pub(crate) writable: crate::WritableRoot,
+    /// The host directory exported (read-only) as the guest's root: `/`, or a staged root.
+    pub(crate) root: PathBuf,
+    /// More read-only exports, each on its own tag (a staged root's /usr).
+    pub(crate) read_only: Vec<crate::staging::Export>,
 }
 
 /// A scratch disk slot's size as the guest sees it. The backing memfd is sparse: only what is
@@ -69,8 +73,41 @@ pub(crate) struct Vm {
     /// Scratch disk slots, `disks_per_port` for each port in order: memfds QEMU shares.
     pub(crate) disks: Vec<File>,
     pub(crate) console: Arc<Mutex<Console>>,
+    /// How QEMU exited, once it has.
+    pub(crate) exit: Arc<Exit>,
     stop: Option<mpsc::Sender<()>>,
     keeper: Option<JoinHandle<()>>,
+}
+
+/// How a QEMU process ended, set by the thread that waits for it.
+#[derive(Debug, Default)]
+pub(crate) struct Exit {
+    status: Mutex<Option<std::process::ExitStatus>>,
+    changed: std::sync::Condvar,
+}
+
+impl Exit {
+    fn set(&self, status: std::process::ExitStatus) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = Some(status);
+        }
+        self.changed.notify_all();
+    }
+
+    /// QEMU's exit status, waiting up to `within` for it to exit.
+    pub(crate) fn wait(&self, within: Duration) -> Option<std::process::ExitStatus> {
+        let guard = self.status.lock().ok()?;
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, within, |s| s.is_none())
+            .ok()?;
+        *guard
+    }
+
+    /// Has QEMU exited?
+    pub(crate) fn exited(&self) -> bool {
+        self.status.lock().is_ok_and(|s| s.is_some())
+    }
 }
 
 impl Vm {
@@ -140,6 +177,8 @@ impl Vm {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (started_tx, started_rx) = mpsc::channel::<std::io::Result<()>>();
         let sink = Arc::clone(&console);
+        let exit = Arc::new(Exit::default());
+        let exit_status = Arc::clone(&exit);
         // The keeper thread starts QEMU and outlives every session: QEMU's parent-death signal
         // fires when the *thread* that forked it exits.
         let keeper = std::thread::spawn(move || {
@@ -185,19 +224,23 @@ impl Vm {
                             if let Ok(mut c) = sink.lock() {
                                 c.push(format!("[qemu exited: {status}]"));
                             }
+                            exit_status.set(status);
                             return;
                         }
                     }
                 }
             }
             let _ = child.kill();
-            let _ = child.wait();
+            if let Ok(status) = child.wait() {
+                exit_status.set(status);
+            }
         });
         match started_rx.recv() {
             Ok(Ok(())) => Ok(Vm {
                 ports: ours,
                 disks,
                 console,
+                exit,
                 stop: Some(stop_tx),
                 keeper: Some(keeper),
             }),
@@ -259,12 +302,27 @@ fn qemu_args(spec: &VmSpec) -> Vec<String> {
         "-serial",
         "chardev:console",
     ]);
+    // Read-only exports: QEMU refuses every write through them, whatever the guest's root
+    // mounts them as.
+    let root = format!(
+        "local,id=root,path={},security_model=none,readonly=on,multidevs=remap",
+        crate::writable::qemu_escape(&spec.root)
+    );
     push(&[
         "-fsdev",
-        "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
+        &root,
         "-device",
         "virtio-9p-pci,fsdev=root,mount_tag=root",
     ]);
+    for e in &spec.read_only {
+        let fsdev = format!(
+            "local,id={},path={},security_model=none,readonly=on,multidevs=remap",
+            e.tag,
+            crate::writable::qemu_escape(&e.host)
+        );
+        let device = format!("virtio-9p-pci,fsdev={},mount_tag={}", e.tag, e.tag);
+        push(&["-fsdev", &fsdev, "-device", &device]);
+    }
     push(&["-device", "virtio-serial-pci,id=ports"]);
     for i in 0..spec.ports {
         let chardev = format!("socket,id=port{i},fd={}", 3 + i);
@@ -300,4 +358,48 @@ fn qemu_args(spec: &VmSpec) -> Vec<String> {
 /// The serial the guest finds a port's scratch disk slot by.
 pub(crate) fn disk_serial(port: usize, slot: usize) -> String {
     format!("labgrade-{port}-{slot}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_root_is_the_only_root_exported_and_every_export_is_read_only() {
+        let spec = VmSpec {
+            vmlinuz: PathBuf::from("/k"),
+            initramfs: PathBuf::from("/i"),
+            append: String::new(),
+            accel: Accel::Tcg,
+            memory_mib: 512,
+            cpus: 1,
+            ports: 1,
+            disks_per_port: 0,
+            writable: crate::WritableRoot::default(),
+            root: PathBuf::from("/cache/.guest-root.1.0.tmp"),
+            read_only: vec![crate::staging::Export {
+                tag: "usr".into(),
+                host: PathBuf::from("/usr"),
+                guest: "/usr".into(),
+            }],
+        };
+        let args = qemu_args(&spec);
+        let fsdevs: Vec<&String> = args
+            .iter()
+            .zip(args.iter().skip(1))
+            .filter(|(flag, _)| *flag == "-fsdev")
+            .map(|(_, value)| value)
+            .collect();
+        assert_eq!(
+            fsdevs,
+            [
+                "local,id=root,path=/cache/.guest-root.1.0.tmp,security_model=none,readonly=on,multidevs=remap",
+                "local,id=usr,path=/usr,security_model=none,readonly=on,multidevs=remap",
+            ]
+        );
+        assert!(
+            args.iter()
+                .any(|a| a == "virtio-9p-pci,fsdev=usr,mount_tag=usr")
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use labgrade_fs::{CacheDir, CacheDirs};
 use labgrade_guest::{Guest, HostGuest};
 use labgrade_kernel::{FetchOptions, KernelCache, KernelError, KernelSource};
-use labgrade_qemu::{Accel, BootKernel, QemuConfig, QemuGuest};
+use labgrade_qemu::{Accel, BootKernel, QemuConfig, QemuGuest, RootExport};
 
 /// Where something runs, as the user names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +308,81 @@ impl GuestSpec {
                     .ok()
                     .map(|s| s.trim().to_owned()),
             }),
+        }
+    }
+}
+
+/// Guests for grading untrusted submissions, one per submission ([`GradingGuests::fresh`]).
+pub struct GradingGuests {
+    name: String,
+    make: Box<dyn Fn() -> Box<dyn Guest> + Send + Sync>,
+}
+
+impl fmt::Debug for GradingGuests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GradingGuests")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GradingGuests {
+    /// A guest for one submission: on `qemu:` a VM of its own, booted on its first task and
+    /// stopped when the guest is dropped; on `host` a handle of the host guest, which gives
+    /// every task a fresh sandbox anyway.
+    pub fn fresh(&self) -> Box<dyn Guest> {
+        (self.make)()
+    }
+
+    /// The guests' name, e.g. `qemu:debian:6.1`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl GuestSpec {
+    /// Guests for grading: code graded in a VM is root there, so a `qemu:` guest exports only
+    /// a root staged for it ([`RootExport::Minimal`]: programs, a made /etc, the agent; never
+    /// the host's files, the assignment or other submissions) and each submission gets a
+    /// machine of its own with one session (its tasks run one after another). The kernel is
+    /// fetched once, here. A `vagrant:` machine takes half a minute to come up and its name is
+    /// one per box, so a batch shares the one machine, as before.
+    pub fn launch_for_grading(
+        &self,
+        agent_exe: &Path,
+        options: &GuestOptions,
+    ) -> Result<GradingGuests, LaunchError> {
+        let name = self.to_string();
+        match self {
+            GuestSpec::Host => {
+                let exe = agent_exe.to_path_buf();
+                Ok(GradingGuests {
+                    name,
+                    make: Box::new(move || Box::new(HostGuest::new(exe.clone()))),
+                })
+            }
+            GuestSpec::Qemu(_) => {
+                let options = GuestOptions {
+                    sessions: 1,
+                    ..options.clone()
+                };
+                let mut config = self
+                    .qemu_config(agent_exe, &options)?
+                    .ok_or_else(|| LaunchError::Unknown(name.clone()))?;
+                config.root = RootExport::Minimal;
+                Ok(GradingGuests {
+                    name,
+                    make: Box::new(move || Box::new(QemuGuest::new(config.clone()))),
+                })
+            }
+            GuestSpec::Vagrant(_) => {
+                let shared: std::sync::Arc<dyn Guest> =
+                    std::sync::Arc::from(self.launch(agent_exe, options)?.guest);
+                Ok(GradingGuests {
+                    name,
+                    make: Box::new(move || Box::new(std::sync::Arc::clone(&shared))),
+                })
+            }
         }
     }
 }

@@ -20,7 +20,8 @@ use labgrade_report::{LabReport, RunReport};
 use labgrade_spec::Lab;
 
 pub use guest_spec::{
-    GuestOptions, GuestSpec, LaunchError, ResolvedGuest, image_cache, writable_cache_dir,
+    GradingGuests, GuestOptions, GuestSpec, LaunchError, ResolvedGuest, image_cache,
+    writable_cache_dir,
 };
 pub use lab::run_lab;
 pub use probe::GuestCapabilities;

@@ -120,7 +120,8 @@ pub fn run(args: &GradeArgs) -> Result<ExitCode, CliError> {
         sessions: jobs,
         ..crate::guests::GuestOptions::default()
     };
-    let guest = crate::guests::resolve(&args.guest, &options)?.guest;
+    // A guest per submission: on qemu a VM of its own, seeing none of the host's files.
+    let guests = crate::guests::resolve_for_grading(&args.guest, &options)?;
     if let (Some(parent), Some(out)) = (&args.submissions, &args.out) {
         if !parent.is_dir() {
             return Err(CliError::Usage(format!(
@@ -147,7 +148,7 @@ pub fn run(args: &GradeArgs) -> Result<ExitCode, CliError> {
             bar.inc(1);
         };
         let summary = labgrade_grade::batch::grade_batch(
-            guest.as_ref(),
+            &|| guests.fresh(),
             &assignment,
             parent,
             &BatchOptions {
@@ -205,7 +206,9 @@ pub fn run(args: &GradeArgs) -> Result<ExitCode, CliError> {
             "give --submission DIR, or --submissions PARENT --out OUT".into(),
         ));
     };
+    let guest = guests.fresh();
     let report = labgrade_grade::grade_submission(guest.as_ref(), &assignment, submission);
+    drop(guest);
     let text = render_report(&report, args.format)?;
     match &args.output {
         Some(path) => labgrade_fs::write_atomically(path, text.as_bytes()).map_err(|source| {
