@@ -99,15 +99,23 @@ fn run_note(t: &TaskReport) -> String {
     let Some(run) = &t.run else {
         return String::new();
     };
-    if run.timed_out {
-        " (timed out; every process of it was killed)".into()
+    let ended = if run.timed_out {
+        " (timed out; every process of it was killed)".to_owned()
     } else if let Some(sig) = run.signal {
-        format!(" (killed by signal {sig})")
+        // The clock had not run out: the task's own processes sent it (or RLIMIT_CPU did).
+        format!(" (killed by signal {sig} before its time was up: a signal of its own or a limit)")
     } else {
         match run.exit_code {
             Some(0) | None => String::new(),
             Some(c) => format!(" (exited {c})"),
         }
+    };
+    if run.memory_limit_hit {
+        format!(
+            "{ended} (the kernel killed some of its processes: they went over the memory limit)"
+        )
+    } else {
+        ended
     }
 }
 

@@ -392,7 +392,10 @@ mod tests {
         // A check that knows nothing of a stop leaves the agent's error as it was.
         let mut unknown = session_over(hello)?;
         unknown.set_stop_check(Box::new(|_| None));
-        assert!(matches!(unknown.mounts(Vec::new()), Err(GuestError::Agent { .. })));
+        assert!(matches!(
+            unknown.mounts(Vec::new()),
+            Err(GuestError::Agent { .. })
+        ));
         Ok(())
     }
 }
