@@ -52,12 +52,16 @@ struct Secrets {
 
 impl Secrets {
     fn plant() -> Secrets {
-        let marker = format!("LABGRADE-SECRET-{}-{:x}", std::process::id(), fastrand());
-        let root_file = PathBuf::from(format!("/root/labgrade-hostile-{}", std::process::id()));
-        std::fs::write(&root_file, format!("{marker} in /root\n"))
+        let secrets = Secrets {
+            marker: format!("LABGRADE-SECRET-{}-{:x}", std::process::id(), fastrand()),
+            root_file: PathBuf::from(format!("/root/labgrade-hostile-{}", std::process::id())),
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+        };
+        let marker = &secrets.marker;
+        // Made once it is owned: a panic below still removes it.
+        std::fs::write(&secrets.root_file, format!("{marker} in /root\n"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let a = dir.path().join("overlay-basics");
+        let a = secrets.assignment();
         copy_dir(
             &support::workspace_root().join("assignments/overlay-basics"),
             &a,
@@ -72,18 +76,14 @@ impl Secrets {
             format!("{marker} in the reference\n"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let classmate = dir.path().join("classmate");
+        let classmate = secrets.dir.path().join("classmate");
         copy_dir(&a.join("reference"), &classmate);
         std::fs::write(
             classmate.join("notes.txt"),
             format!("{marker} of a classmate\n"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        Secrets {
-            marker,
-            root_file,
-            dir,
-        }
+        secrets
     }
 
     fn assignment(&self) -> PathBuf {
@@ -494,4 +494,57 @@ fn hostile_submissions_in_a_jobs_2_batch_on_qemu_harm_no_classmate() {
     assert_eq!(before, host_state(), "the host changed");
     assert_fair_batch(&rows, &reports);
     assert!(took < BOUND * 8, "took {took:?}");
+}
+
+/// Sandbox cgroups on this machine, wherever sandboxes make them.
+fn sandbox_cgroups() -> Vec<String> {
+    host_state().cgroups
+}
+
+#[test]
+#[file_serial(grade_host)]
+#[cfg_attr(
+    not(labgrade_root),
+    ignore = "needs root: the host guest builds each sandbox's user namespace on a uid of its own"
+)]
+fn a_grader_killed_by_sigkill_mid_task_leaves_no_cgroup_mount_or_process() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sub = dir.path().join("sleeper");
+    std::fs::create_dir(&sub).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(sub.join("mount.sh"), "sleep 600 & sleep 600\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = host_state();
+    let mut grader = std::process::Command::new(support::exe())
+        .args(["grade", "--format", "json", "--assignment"])
+        .arg(support::workspace_root().join("assignments/overlay-basics"))
+        .arg("--submission")
+        .arg(&sub)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("labgrade: {e}"));
+    // Killed while the student's code runs in its sandbox: its cgroup exists then.
+    let started = Instant::now();
+    while sandbox_cgroups().is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!sandbox_cgroups().is_empty(), "the sandbox never started");
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = grader.kill();
+    let _ = grader.wait();
+    // The reaper and the kernel take a moment: cgroups are removed once their last process
+    // is gone.
+    let settled = Instant::now();
+    let mut after = host_state();
+    while after != before && settled.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        after = host_state();
+    }
+    assert_eq!(before, after, "left behind after SIGKILL");
+    assert!(after.cgroups.is_empty(), "{:?}", after.cgroups);
+    assert!(
+        after.sandbox_processes.is_empty(),
+        "{:?}",
+        after.sandbox_processes
+    );
 }
