@@ -49,24 +49,8 @@ fn grade(a: &Assignment, submission: &Path) -> GradeReport {
     r
 }
 
-fn task_scores(r: &GradeReport) -> BTreeMap<String, u32> {
-    r.tasks.iter().map(|t| (t.id.clone(), t.score)).collect()
-}
-
-fn scores(mount: u32, layers: u32, cow: u32, whiteout: u32) -> BTreeMap<String, u32> {
-    [
-        ("mount", mount),
-        ("layers", layers),
-        ("cow", cow),
-        ("whiteout", whiteout),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
-mod host_state;
-use host_state::{host_state, listing};
+mod checks;
+use checks::{host_state, listing, scores, task_scores};
 
 #[test]
 #[file_serial(grade_host)]

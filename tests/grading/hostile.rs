@@ -16,30 +16,14 @@ use labgrade_grade::{GradeReport, GradeStatus, TaskStatus, render};
 use rstest::rstest;
 use serial_test::file_serial;
 
-mod host_state;
-use host_state::host_state;
+mod checks;
+use checks::{host_state, scores, task_scores};
 
 /// Every grading of one submission must end within this, hostile or not (the bound).
 const BOUND: Duration = Duration::from_secs(120);
 
 fn fixture(name: &str) -> PathBuf {
     support::suite_dir().join("fixtures/hostile").join(name)
-}
-
-fn scores(mount: u32, layers: u32, cow: u32, whiteout: u32) -> BTreeMap<String, u32> {
-    [
-        ("mount", mount),
-        ("layers", layers),
-        ("cow", cow),
-        ("whiteout", whiteout),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
-fn task_scores(r: &GradeReport) -> BTreeMap<String, u32> {
-    r.tasks.iter().map(|t| (t.id.clone(), t.score)).collect()
 }
 
 /// Secrets planted where a student must never reach: the host's /root, the assignment's own

@@ -1,11 +1,31 @@
-//! What a hostile submission might change on the host, read before and after grading: files
-//! and listings of the places a student would aim at, mounts, processes of sandbox uids, loop
-//! devices and sandbox cgroups.
+//! What the grading suites compare: scores task by task, and what a hostile submission might
+//! change on the host, read before and after grading (files and listings of the places a
+//! student would aim at, mounts, processes of sandbox uids, loop devices and sandbox cgroups).
 
 use labgrade_test_support as support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use labgrade_grade::GradeReport;
+
+/// Each task's score, by task id.
+pub fn task_scores(r: &GradeReport) -> BTreeMap<String, u32> {
+    r.tasks.iter().map(|t| (t.id.clone(), t.score)).collect()
+}
+
+/// The scores of overlay-basics' four tasks, by task id.
+pub fn scores(mount: u32, layers: u32, cow: u32, whiteout: u32) -> BTreeMap<String, u32> {
+    [
+        ("mount", mount),
+        ("layers", layers),
+        ("cow", cow),
+        ("whiteout", whiteout),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
 
 /// What a hostile submission might change on the host, read before and after grading.
 #[derive(Debug, PartialEq, Eq)]
