@@ -487,25 +487,45 @@ fn identity(fd: &OwnedFd) -> Option<(u64, u64)> {
 
 /// A directory as a mounter named it, resolved in the sandbox's root.
 fn resolve_in_root(view: &StudentView, path: &str) -> Option<(u64, u64)> {
-    let inside = if path.starts_with('/') {
-        path.trim_start_matches('/').to_owned()
-    } else {
-        format!("{}/{path}", lab_in_root())
-    };
-    let inside = if inside.is_empty() {
-        ".".to_owned()
-    } else {
-        inside
-    };
+    let inside = path.trim_start_matches('/');
+    let inside = if inside.is_empty() { "." } else { inside };
     let fd = openat2(
         &view.root,
-        inside.as_str(),
+        inside,
         OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
     )
     .ok()?;
     identity(&fd)
+}
+
+/// Working directories a relative layer path may have been given from, most likely first:
+/// `$LAB` (the task's own), its ancestors, then its subdirectories. The kernel shows a relative
+/// layer as the mounter wrote it and nothing says where the mounter stood.
+fn likely_cwds(view: &StudentView) -> Vec<String> {
+    let lab = crate::LAB_DIR.to_owned();
+    let mut out = vec![lab.clone()];
+    let mut up = Path::new(crate::LAB_DIR).parent();
+    while let Some(p) = up {
+        out.push(p.display().to_string());
+        up = p.parent();
+    }
+    let subdirs = open_dir_beneath(&view.root, Path::new(lab_in_root()))
+        .ok()
+        .filter(|dir| nix::unistd::fchdir(dir).is_ok())
+        .and_then(|_| std::fs::read_dir(".").ok());
+    if let Some(entries) = subdirs {
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .take(MAX_CHILDREN)
+            .collect();
+        names.sort();
+        out.extend(names.into_iter().map(|n| format!("{lab}/{n}")));
+    }
+    out
 }
 
 fn name_layers_here(
@@ -524,9 +544,25 @@ fn name_layers_here(
             Some((identity(&fd)?, format!("{}/{name}", crate::LAB_DIR)))
         })
         .collect();
+    let cwds = likely_cwds(view);
+    let known_as = |id: (u64, u64)| known.iter().find(|(k, _)| *k == id).map(|(_, n)| n.clone());
     let name_of = |path: &str| -> Option<String> {
-        let id = resolve_in_root(view, path)?;
-        known.iter().find(|(k, _)| *k == id).map(|(_, n)| n.clone())
+        if path.starts_with('/') {
+            return known_as(resolve_in_root(view, path)?);
+        }
+        // From $LAB if it leads to a layer there; else from any other likely directory, but
+        // only when every one that leads to an expected layer leads to the same one.
+        if let Some(name) = resolve_in_root(view, &format!("{}/{path}", cwds[0])).and_then(known_as)
+        {
+            return Some(name);
+        }
+        let mut found: Vec<String> = cwds[1..]
+            .iter()
+            .filter_map(|c| resolve_in_root(view, &format!("{c}/{path}")).and_then(known_as))
+            .collect();
+        found.sort();
+        found.dedup();
+        (found.len() == 1).then(|| found.remove(0))
     };
     for m in mounts.iter_mut().filter(|m| m.fstype == "overlay") {
         for opt in &mut m.super_options {
