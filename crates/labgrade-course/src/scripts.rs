@@ -194,9 +194,10 @@ fn cache_get(dir: &Path, key: &str) -> Option<Vec<Issue>> {
 
 fn cache_put(dir: &Path, key: &str, issues: &[Issue]) {
     if let Ok(bytes) = serde_json::to_vec(issues) {
-        // A cache that cannot be written only costs the next run time.
+        // A cache that cannot be written, or loses an entry in a crash, only costs the next run
+        // time: written as a hint, not synced (a sync per script doubled a cold run).
         let _ = std::fs::create_dir_all(dir)
-            .and_then(|()| labgrade_fs::write_atomically(&dir.join(key), &bytes));
+            .and_then(|()| labgrade_fs::write_hint_atomically(&dir.join(key), &bytes));
     }
 }
 
@@ -260,10 +261,23 @@ pub fn check_scripts(scripts: &[PathBuf], tools: &Tools) -> (Vec<Verdict>, Vec<S
         .max(1);
     let mut jobs: Vec<Job> = Vec::new();
     if !sc_todo.is_empty() {
-        let per = sc_todo.len().div_ceil(threads);
-        for chunk in sc_todo.chunks(per.max(1)) {
-            jobs.push(Job::Shellcheck(chunk.iter().map(|(i, _)| *i).collect()));
+        // One shellcheck per thread, balanced by bytes (largest first onto the lightest batch):
+        // a 600-line script costs as much as twenty small ones.
+        let mut order: Vec<usize> = sc_todo.iter().map(|(i, _)| *i).collect();
+        order.sort_by_key(|i| std::cmp::Reverse(bytes[*i].len()));
+        let mut batches: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); threads];
+        for i in order {
+            if let Some(lightest) = batches.iter_mut().min_by_key(|(size, _)| *size) {
+                lightest.0 += bytes[i].len();
+                lightest.1.push(i);
+            }
         }
+        jobs.extend(
+            batches
+                .into_iter()
+                .filter(|(_, b)| !b.is_empty())
+                .map(|(_, b)| Job::Shellcheck(b)),
+        );
     }
     jobs.extend(syntax_todo.iter().map(|(i, _)| Job::Syntax(*i)));
     let next = AtomicUsize::new(0);
