@@ -17,7 +17,7 @@ pub struct Resolve {
     pub repo_root: PathBuf,
     /// Where students clone the repository, as lessons write it (`~/cloud-atlas`).
     pub clone_path: String,
-    /// PATH (absolute, normal), for naming files in messages.
+    /// PATH (absolute, normal): what a copy of part of a repository surely holds.
     pub course_root: PathBuf,
     /// The whole repository is here (a git work tree). When not (a copy of part of it), a
     /// missing path is judged only when it would lie in PATH: one in a sibling part the copy
@@ -38,17 +38,14 @@ impl Resolve {
             .is_some_and(|a| a.starts_with(&self.course_root))
     }
 
-    /// `path` as a reader finds it: relative to PATH when inside, else to the repository root.
+    /// `path` as a reader finds it in the repository (relative to its root; absolute when
+    /// outside it): a link's target named relative to PATH reads like the link itself.
     fn show(&self, path: &Path) -> String {
-        if let Ok(r) = path.strip_prefix(&self.course_root) {
-            return if r.as_os_str().is_empty() {
-                ".".into()
-            } else {
-                r.display().to_string()
-            };
+        match path.strip_prefix(&self.repo_root) {
+            Ok(r) if r.as_os_str().is_empty() => ".".into(),
+            Ok(r) => r.display().to_string(),
+            Err(_) => path.display().to_string(),
         }
-        path.strip_prefix(&self.repo_root)
-            .map_or_else(|_| path.display().to_string(), |r| r.display().to_string())
     }
 
     /// The rest of `word` after the clone path (`~/cloud-atlas/x` -> `x`, `~/cloud-atlas` ->
