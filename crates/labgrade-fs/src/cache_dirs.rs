@@ -21,6 +21,10 @@ pub enum CacheDir {
     Images,
     /// Working directories of Vagrant machines labgrade brings up (their Vagrantfile, state).
     Vagrant,
+    /// Verdicts of `bash -n` and shellcheck on course scripts, by tool version and content
+    /// digest (shellcheck takes seconds over a whole course; a script that did not change is
+    /// not checked again).
+    ScriptChecks,
 }
 
 impl CacheDir {
@@ -33,6 +37,7 @@ impl CacheDir {
             CacheDir::Timings => "timings",
             CacheDir::Images => "images",
             CacheDir::Vagrant => "vagrant",
+            CacheDir::ScriptChecks => "script-checks",
         }
     }
 }

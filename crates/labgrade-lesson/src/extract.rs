@@ -16,6 +16,36 @@ pub struct Lesson {
     pub blocks: Vec<ShellBlock>,
     /// Markdown lines of documented-output blocks that follow no shell block (reported, not run).
     pub orphan_outputs: Vec<usize>,
+    /// Every link and image destination, in document order (a course's static checks resolve
+    /// the relative ones).
+    pub links: Vec<LinkRef>,
+    /// Every heading, in document order (labs and assignments name their section by its text).
+    pub headings: Vec<Heading>,
+    /// Paragraphs that are one bold phrase (`**场景 3：...**`): lessons use them as minor
+    /// headings, and labs may name one as their section. Level 0.
+    pub labels: Vec<Heading>,
+}
+
+/// A link or image in the markdown, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRef {
+    /// Markdown line the link starts on (1-based).
+    pub line: usize,
+    /// The destination exactly as written (reference links already resolved by the parser).
+    pub dest: String,
+    /// An image (`![..](..)`), not a link.
+    pub image: bool,
+}
+
+/// A heading of the markdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heading {
+    /// Markdown line of the heading (1-based).
+    pub line: usize,
+    /// 1 for `#` .. 6 for `######`.
+    pub level: u8,
+    /// Its text, trimmed (inline code included, markup dropped).
+    pub text: String,
 }
 
 /// One fenced shell block of the lesson.
@@ -199,27 +229,66 @@ pub fn extract(src: &str) -> Lesson {
     let mut lesson = Lesson::default();
     let mut section = String::new();
     let mut part = 0usize;
-    let mut heading: Option<(pulldown_cmark::HeadingLevel, String)> = None;
+    let mut heading: Option<(pulldown_cmark::HeadingLevel, String, usize)> = None;
     let mut paragraph: Option<String> = None;
+    // The open paragraph's line, whether it opened with bold, and its text length where the
+    // bold ended: a paragraph that is all bold is a label.
+    let mut bold: (usize, bool, Option<usize>) = (0, false, None);
     let mut code: Option<(String, usize, String)> = None; // (info, fence line, text)
     let mut before = Before::Nothing;
     for (event, range) in Parser::new_ext(src, Options::ENABLE_TABLES).into_offset_iter() {
         match event {
             Event::Start(Tag::Heading { level, .. }) => {
-                heading = Some((level, String::new()));
+                heading = Some((level, String::new(), index.line_of(range.start)));
                 before = Before::Nothing;
             }
             Event::End(TagEnd::Heading(_)) => {
-                if let Some((level, text)) = heading.take() {
+                if let Some((level, text, line)) = heading.take() {
                     if level <= pulldown_cmark::HeadingLevel::H2 {
                         part += 1;
                     }
                     section = text.trim().to_owned();
+                    lesson.headings.push(Heading {
+                        line,
+                        level: level as u8,
+                        text: section.clone(),
+                    });
                 }
             }
-            Event::Start(Tag::Paragraph) => paragraph = Some(String::new()),
+            Event::Start(Tag::Link { dest_url, .. }) => lesson.links.push(LinkRef {
+                line: index.line_of(range.start),
+                dest: dest_url.to_string(),
+                image: false,
+            }),
+            Event::Start(Tag::Image { dest_url, .. }) => lesson.links.push(LinkRef {
+                line: index.line_of(range.start),
+                dest: dest_url.to_string(),
+                image: true,
+            }),
+            Event::Start(Tag::Paragraph) => {
+                paragraph = Some(String::new());
+                bold = (index.line_of(range.start), false, None);
+            }
+            Event::Start(Tag::Strong) if paragraph.as_ref().is_some_and(String::is_empty) => {
+                bold.1 = true;
+            }
+            Event::End(TagEnd::Strong) if bold.1 && bold.2.is_none() => {
+                bold.2 = paragraph.as_ref().map(String::len);
+            }
             Event::End(TagEnd::Paragraph) => {
-                let intro = paragraph.take().is_some_and(|p| is_output_intro(&p));
+                let text = paragraph.take();
+                if let Some(p) = &text
+                    && bold.1
+                    && bold.2 == Some(p.len())
+                    && !p.trim().is_empty()
+                {
+                    lesson.labels.push(Heading {
+                        line: bold.0,
+                        level: 0,
+                        text: p.trim().to_owned(),
+                    });
+                }
+                let intro = text.is_some_and(|p| is_output_intro(&p));
                 before = match (intro, &before) {
                     (true, Before::ShellBlock) => Before::ShellThenIntro,
                     (true, _) => Before::Intro,
@@ -288,7 +357,7 @@ pub fn extract(src: &str) -> Lesson {
             Event::Text(t) | Event::Code(t) => {
                 if let Some((_, _, text)) = code.as_mut() {
                     text.push_str(&t);
-                } else if let Some((_, text)) = heading.as_mut() {
+                } else if let Some((_, text, _)) = heading.as_mut() {
                     text.push_str(&t);
                 } else if let Some(p) = paragraph.as_mut() {
                     p.push_str(&t);
@@ -501,6 +570,38 @@ mod tests {
             .map(|b| (b.part, b.section.as_str()))
             .collect();
         assert_eq!(parts, [(2, "a1"), (2, "a2"), (3, "B")]);
+    }
+
+    #[test]
+    fn links_images_and_headings_keep_their_lines() {
+        let src = "# Top\n\nSee [next](../02-x/) and\n![pic](img/a.png \"t\").\n\n## `code` part\n\n[ref]: ./r.md\n\nA [ref] link.\n\n```bash\n[not](a-link)\n```\n";
+        let lesson = extract(src);
+        let links: Vec<_> = lesson
+            .links
+            .iter()
+            .map(|l| (l.line, l.dest.as_str(), l.image))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                (3, "../02-x/", false),
+                (4, "img/a.png", true),
+                (10, "./r.md", false)
+            ]
+        );
+        let headings: Vec<_> = lesson
+            .headings
+            .iter()
+            .map(|h| (h.line, h.level, h.text.as_str()))
+            .collect();
+        assert_eq!(headings, [(1, 1, "Top"), (6, 2, "code part")]);
+        let labels = extract("**场景 3：x**\n\n**a** b\n\nc **d**\n\n**e**  \n");
+        let labels: Vec<_> = labels
+            .labels
+            .iter()
+            .map(|h| (h.line, h.text.as_str()))
+            .collect();
+        assert_eq!(labels, [(1, "场景 3：x"), (7, "e")]);
     }
 
     #[test]

@@ -28,6 +28,9 @@ enum Command {
     Matrix(cmd::matrix::MatrixArgs),
     /// Run a lesson's own shell blocks and point at documented output that is no longer true.
     Drift(cmd::drift::DriftArgs),
+    /// Check a whole course (lessons, their scripts, links, lab sections) and say what is wrong
+    /// where; `--static` checks without a guest.
+    Course(cmd::course::CourseArgs),
     /// Fetch kernels into the cache, or list the cached ones.
     Kernel(cmd::kernel::KernelArgs),
     /// Run one command in a fresh guest session and exit with its exit code.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Matrix(args) => cmd::matrix::run(&args),
         Command::Kernel(args) => cmd::kernel::run(&args),
         Command::Drift(args) => cmd::drift::run(&args),
+        Command::Course(args) => cmd::course::run(&args),
         Command::Grade(args) => cmd::grade::run(&args),
         Command::GradescopePackage(args) => cmd::gradescope_package::run(&args),
         Command::ProbeDigestCache { dir, rounds } => {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod course;
 pub mod drift;
 pub mod exec;
 pub mod grade;
