@@ -27,6 +27,7 @@ use nix::sys::statfs::{FsType, fstatfs};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork, pipe2};
 
+use labgrade_proto::options::{split_escaped, unescape};
 use labgrade_proto::{MountEntry, PathFacts, TEXT_LIMIT};
 use labgrade_snap::SnapError;
 
@@ -577,62 +578,26 @@ fn name_layers_here(
 /// data-only layers after `::`); the other layer options hold one path.
 pub(crate) fn rename_layers(opt: &str, name_of: &dyn Fn(&str) -> Option<String>) -> String {
     if let Some(list) = opt.strip_prefix("lowerdir=") {
-        let renamed: Vec<String> = split_keeping_escapes(list, ':')
+        let renamed: Vec<String> = split_escaped(list, ':')
             .into_iter()
             .map(|raw| {
                 if raw.is_empty() {
                     return raw;
                 }
-                name_of(&unescape_backslashes(&raw)).unwrap_or(raw)
+                name_of(&unescape(&raw)).unwrap_or(raw)
             })
             .collect();
         return format!("lowerdir={}", renamed.join(":"));
     }
     for key in ["upperdir=", "workdir=", "lowerdir+=", "datadir+="] {
         if let Some(raw) = opt.strip_prefix(key) {
-            return match name_of(&unescape_backslashes(raw)) {
+            return match name_of(&unescape(raw)) {
                 Some(name) => format!("{key}{name}"),
                 None => opt.to_owned(),
             };
         }
     }
     opt.to_owned()
-}
-
-/// Splits at `sep` not preceded by a backslash, keeping the escapes in the pieces.
-fn split_keeping_escapes(s: &str, sep: char) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            cur.push(c);
-            if let Some(n) = chars.next() {
-                cur.push(n);
-            }
-        } else if c == sep {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
-}
-
-fn unescape_backslashes(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -721,25 +721,11 @@ pub fn mounts_under(mountinfo: &str, lab: &str) -> Vec<MountEntry> {
 
 /// Splits at commas not preceded by a backslash (overlay escapes commas in its paths).
 fn split_options(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                cur.push(c);
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            ',' => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
+    let mut options = labgrade_proto::options::split_escaped(s, ',');
+    if options.last().is_some_and(String::is_empty) {
+        options.pop();
     }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
+    options
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).

@@ -13,6 +13,7 @@ use labgrade_spec::Fact;
 use crate::assignment::{GradeCheck, OverlayExpectation, TaskFact};
 use crate::report::GradedCheck;
 use crate::wire::{MountEntry, PathFacts};
+use labgrade_proto::options::{split_escaped, unescape};
 
 /// The overlay layers a mount shows, paths made relative to `$LAB` where they are inside it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,35 +60,15 @@ fn relative_to_lab(path: &str, lab: &str) -> String {
     }
 }
 
-/// Splits a list at `sep` bytes not escaped with a backslash, dropping the escapes.
-fn split_unescaped(s: &str, sep: char) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                cur.push(n);
-            }
-        } else if c == sep {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
-}
-
 /// Reads the layers from an overlay mount's options. Data-only lower dirs (after `::`) count as
 /// lower dirs in order.
 pub fn overlay_layers(options: &[String], lab: &str) -> OverlayLayers {
     let mut layers = OverlayLayers::default();
-    let unescape = |v: &str| split_unescaped(v, '\0').concat();
     for o in options {
         if let Some(v) = o.strip_prefix("lowerdir=") {
-            layers.lower = split_unescaped(v, ':')
-                .into_iter()
+            layers.lower = split_escaped(v, ':')
+                .iter()
+                .map(|p| unescape(p))
                 .filter(|p| !p.is_empty())
                 .map(|p| relative_to_lab(&p, lab))
                 .collect();

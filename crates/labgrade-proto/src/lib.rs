@@ -8,6 +8,7 @@
 mod capability;
 mod engine;
 mod entry;
+pub mod options;
 pub mod wire;
 
 pub use capability::{Capability, UnknownCapability};
