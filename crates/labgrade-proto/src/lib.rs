@@ -15,3 +15,9 @@ pub use capability::{Capability, UnknownCapability};
 pub use engine::{Engine, UnknownEngine};
 pub use entry::{Entry, EntryKind, OverlayXattr, TreeSnapshot, XattrValue};
 pub use wire::*;
+
+/// The top-level directories of a machine that hold its programs and libraries: on a merged-/usr
+/// system `usr` is a directory and the rest symlinks into it; elsewhere each is one of its own.
+/// Untrusted code sees these and nothing else of the machine: a grading VM's staged root
+/// exports them, and a sandbox's own root binds them, both read-only.
+pub const PROGRAM_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];

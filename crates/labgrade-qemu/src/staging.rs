@@ -36,10 +36,6 @@ pub(crate) const MODULES: &str = "/labgrade/modules";
 /// Where the guest finds the locale archive's directory inside a staged root.
 pub(crate) const LOCALE: &str = "/labgrade/locale";
 
-/// The host's program directories: with merged /usr, `usr` is a directory and the rest links
-/// into it; otherwise each that is a directory is exported on its own.
-const SYSTEM_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
-
 /// Empty directories the guest mounts on (init: proc, sys, dev; the sandbox: tmpfs on /tmp,
 /// /var/tmp, /run/lock) or that programs expect (root's home).
 const MOUNT_POINTS: [&str; 8] = [
@@ -125,7 +121,7 @@ fn fill(staged: &mut Staged, inputs: &StageInputs<'_>) -> io::Result<()> {
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777))?;
     fs::set_permissions(dir.join("var/tmp"), fs::Permissions::from_mode(0o1777))?;
     fs::set_permissions(dir.join("root"), fs::Permissions::from_mode(0o700))?;
-    for name in SYSTEM_DIRS {
+    for name in labgrade_proto::PROGRAM_DIRS {
         let host = inputs.host_root.join(name);
         let Ok(meta) = fs::symlink_metadata(&host) else {
             continue;

@@ -17,12 +17,6 @@ use std::path::Path;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
-/// Top-level directories (or, on a merged-/usr system, symlinks into /usr) of programs and
-/// libraries.
-const SYSTEM_DIRS: [&str; 8] = [
-    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt",
-];
-
 /// Files and directories of `/etc` that programs a lab uses read: user and group names (`ls
 /// -l`), the dynamic loader's cache and configuration, `update-alternatives` links (`awk`),
 /// name service and time zone, the system's name, and mkfs defaults. Never shadow, ssh keys
@@ -150,7 +144,7 @@ fn mkdir(p: &Path, mode: u32) -> Result<(), String> {
 pub(super) fn enter_own_root(tmp_mib: u64) -> Result<(), String> {
     let new = Path::new(NEW_ROOT);
     tmpfs(new, "size=1m,mode=0755")?;
-    for d in SYSTEM_DIRS {
+    for d in labgrade_proto::PROGRAM_DIRS {
         carry(Path::new("/"), new, d)?;
     }
     let etc = new.join("etc");
