@@ -8,18 +8,20 @@
 //!   student code and stands outside the pid namespace (the student cannot name it, let alone
 //!   ptrace it), so it outlives the task and keeps its mount namespace for the checks: the agent
 //!   reads the state left behind through `/proc/KEEPER/root` and `/proc/KEEPER/mountinfo`.
-//! - the *init* (pid 1 inside) mounts a private proc, a sized tmpfs on `/tmp` (which holds
-//!   `$LAB`) and on the other world-writable dirs, runs the assignment's setup, then the
-//!   student's `sh ENTRY` under rlimits, and exits when it ends; a wall-clock timer (SIGALRM,
-//!   whose handler exits) ends it when time is up. When it exits the kernel kills every process left
-//!   in the namespace before the keeper's `waitpid` returns: checks never race the student.
+//! - the *init* (pid 1 inside) builds the sandbox's own root ([`root`]: the machine's programs
+//!   read-only, a private proc, a sized tmpfs on `/tmp` which holds `$LAB`, private world-
+//!   writable dirs), runs the assignment's setup, then the student's `sh ENTRY` under rlimits,
+//!   and exits when it ends or when its time is up. It keeps that time itself (poll on a
+//!   signalfd) and has no signal handler, so no signal the student sends can end it. When it
+//!   exits the kernel kills every process left in the namespace before the keeper's `waitpid`
+//!   returns: checks never race the student.
 //! - the student's shell and whatever it starts.
 //!
 //! Output goes through pipes the agent drains as it comes, keeping `output_bytes` of each.
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -550,19 +552,18 @@ fn run_setup(
     limit: Duration,
     wake: &SignalFd,
 ) -> Result<Option<(i32, String)>, String> {
-    let out = nix::sys::memfd::memfd_create(c"labgrade-setup", MFdFlags::MFD_CLOEXEC)
-        .map_err(errno("memfd_create"))?;
-    let out = fs::File::from(out);
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("cannot dup the setup's output: {e}"))?;
+    let mut out = fs::File::from(
+        nix::sys::memfd::memfd_create(c"labgrade-setup", MFdFlags::MFD_CLOEXEC)
+            .map_err(errno("memfd_create"))?,
+    );
+    let dup = |f: &fs::File| {
+        f.try_clone()
+            .map_err(|e| format!("cannot dup the setup's output: {e}"))
+    };
     let child = sandbox_env(Command::new("sh").arg("-c").arg(&req.setup))
         .stdin(Stdio::null())
-        .stdout(
-            out.try_clone()
-                .map_err(|e| format!("cannot dup the setup's output: {e}"))?,
-        )
-        .stderr(err)
+        .stdout(dup(&out)?)
+        .stderr(dup(&out)?)
         .spawn()
         .map_err(|e| format!("cannot run sh: {e}"))?;
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
@@ -571,11 +572,12 @@ fn run_setup(
         Ended::Signaled(sig) => 128 + sig,
         Ended::TimedOut => return Ok(None),
     };
-    let mut text = String::new();
-    let mut out = out;
-    let _ = std::io::Seek::seek(&mut out, std::io::SeekFrom::Start(0));
-    let _ =
-        std::io::Read::read_to_string(&mut std::io::Read::take(&mut out, SETUP_OUTPUT), &mut text);
+    // Bytes, not text: a setup that prints something not UTF-8 still says what it said.
+    let mut bytes = Vec::new();
+    let _ = out
+        .seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| (&mut out).take(SETUP_OUTPUT).read_to_end(&mut bytes));
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     Ok(Some((code, text)))
 }
 
