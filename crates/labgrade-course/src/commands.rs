@@ -5,6 +5,7 @@
 //! fancier is simply not an instruction. Never panics, whatever the text.
 
 use labgrade_lesson::Lesson;
+use labgrade_lesson::probe::is_assignment;
 
 /// One thing the lesson tells a student to do that names a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,15 +270,6 @@ fn split_commands(tokens: &[Token]) -> Vec<Simple> {
     }
     out.push(current);
     out
-}
-
-/// Is `w` an assignment `NAME=value` (a prefix of a command, not its name)?
-fn is_assignment(w: &str) -> bool {
-    w.split_once('=').is_some_and(|(name, _)| {
-        !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && name.chars().next().is_some_and(|c| !c.is_ascii_digit())
-    })
 }
 
 /// Does a chmod mode give the owner the exec bit (`+x`, `u+x`, `a+rx`, `755`, `0700`)?

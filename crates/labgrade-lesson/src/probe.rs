@@ -132,7 +132,8 @@ fn commands(script: &str) -> Vec<Vec<String>> {
     out
 }
 
-fn is_assignment(word: &str) -> bool {
+/// Is `word` a shell assignment `NAME=value` (a prefix of a command, not its name)?
+pub fn is_assignment(word: &str) -> bool {
     word.split_once('=').is_some_and(|(name, _)| {
         !name.is_empty()
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
