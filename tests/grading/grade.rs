@@ -43,7 +43,7 @@ fn fast_assignment(name: &str) -> Assignment {
 }
 
 fn grade(a: &Assignment, submission: &Path) -> GradeReport {
-    let r = labgrade_grade::grade_submission(&support::host(), a, submission);
+    let r = labgrade_grade::grade_submission(&support::grading_host(), a, submission);
     eprint!("{}", labgrade_grade::render::render_human(&r));
     assert_eq!(r.status, GradeStatus::Graded, "not graded: {:?}", r.reason);
     r
@@ -359,7 +359,8 @@ fn a_batch_writes_results_atomically_resumes_and_marks_grader_errors() {
     // A grader failure (here: a submission that is not a directory) is `error`, never a 0.
     let broken = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let a = assignment();
-    let r = labgrade_grade::grade_submission(&support::host(), &a, &broken.path().join("gone"));
+    let r =
+        labgrade_grade::grade_submission(&support::grading_host(), &a, &broken.path().join("gone"));
     assert_eq!(r.status, GradeStatus::Error);
     assert_eq!(r.score, None);
 }

@@ -55,7 +55,9 @@ pub enum AgentError {
 /// Must be called while the process is still single-threaded.
 pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentError> {
     let host = disks::HostFiles::before_namespaces();
-    cgroup::start_reaper();
+    if std::env::var_os(proto::REAP_SANDBOX_CGROUPS_ENV).is_some() {
+        cgroup::start_reaper();
+    }
     // Before the pid namespace: the session's /proc has no entry for the agent itself.
     let exe = std::env::current_exe().ok();
     let privilege = match enter_private_namespaces() {

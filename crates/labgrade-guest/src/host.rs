@@ -19,6 +19,8 @@ use crate::{AgentSession, Guest, GuestError};
 #[derive(Debug, Clone)]
 pub struct HostGuest {
     agent_exe: PathBuf,
+    /// The agent removes its sandboxes' cgroups even when killed (graded code runs here).
+    reaps_sandbox_cgroups: bool,
 }
 
 impl HostGuest {
@@ -26,6 +28,16 @@ impl HostGuest {
     pub fn new(agent_exe: impl Into<PathBuf>) -> HostGuest {
         HostGuest {
             agent_exe: agent_exe.into(),
+            reaps_sandbox_cgroups: false,
+        }
+    }
+
+    /// A host guest for grading: each agent also starts a reaper of its sandboxes' cgroups, so
+    /// a grader killed with SIGKILL leaves none behind. Labs make no sandbox and go without.
+    pub fn for_grading(agent_exe: impl Into<PathBuf>) -> HostGuest {
+        HostGuest {
+            reaps_sandbox_cgroups: true,
+            ..HostGuest::new(agent_exe)
         }
     }
 }
@@ -47,6 +59,9 @@ impl Guest for HostGuest {
 
     fn start_session(&self) -> Result<AgentSession, GuestError> {
         let mut cmd = Command::new(&self.agent_exe);
+        if self.reaps_sandbox_cgroups {
+            cmd.env(labgrade_proto::REAP_SANDBOX_CGROUPS_ENV, "1");
+        }
         cmd.arg("__agent")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

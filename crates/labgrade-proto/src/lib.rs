@@ -16,6 +16,11 @@ pub use engine::{Engine, UnknownEngine};
 pub use entry::{Entry, EntryKind, OverlayXattr, TreeSnapshot, XattrValue};
 pub use wire::*;
 
+/// Set (to any value) in an agent's environment by a backend that grades on this machine: the
+/// agent then starts a reaper that removes its sandboxes' cgroups when it dies, however it dies.
+/// Labs make no sandbox, and a VM's cgroups die with the VM: neither pays for one.
+pub const REAP_SANDBOX_CGROUPS_ENV: &str = "LABGRADE_REAP_SANDBOX_CGROUPS";
+
 /// The top-level directories of a machine that hold its programs and libraries: on a merged-/usr
 /// system `usr` is a directory and the rest symlinks into it; elsewhere each is one of its own.
 /// Untrusted code sees these and nothing else of the machine: a grading VM's staged root

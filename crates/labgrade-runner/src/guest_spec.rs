@@ -358,7 +358,7 @@ impl GuestSpec {
                 let exe = agent_exe.to_path_buf();
                 Ok(GradingGuests {
                     name,
-                    make: Box::new(move || Box::new(HostGuest::new(exe.clone()))),
+                    make: Box::new(move || Box::new(HostGuest::for_grading(exe.clone()))),
                 })
             }
             GuestSpec::Qemu(_) => {

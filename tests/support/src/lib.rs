@@ -167,6 +167,11 @@ pub fn host() -> HostGuest {
     HostGuest::new(exe())
 }
 
+/// The host guest as `labgrade grade` makes it (agents reap their sandboxes' cgroups).
+pub fn grading_host() -> HostGuest {
+    HostGuest::for_grading(exe())
+}
+
 /// Capabilities CI promises (`LABGRADE_REQUIRE=overlay,xfs,...`): a lab needing one of them may
 /// not be skipped there, so a missing install step fails the run instead of hiding.
 pub fn required_capabilities() -> Vec<String> {
