@@ -217,8 +217,8 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), AgentErr
             Request::Mounts { layers } => {
                 // Pid 1 of the proc this agent sees is its session, in the agent's mount namespace.
                 let table = match sandbox.as_ref() {
-                    Some(s) => s.mountinfo().map(|(text, _)| text),
-                    None => std::fs::read_to_string("/proc/1/mountinfo"),
+                    Some(s) => s.mountinfo(),
+                    None => reader::read_mountinfo(1),
                 };
                 match table {
                     Ok(text) => {

@@ -450,14 +450,17 @@ pub(crate) fn open_view(
     Ok(StudentView { root, user_ns, uid })
 }
 
-/// Reads a whole small file the kernel makes (a mount table), at most `cap` bytes, bytes that
-/// are not UTF-8 replaced: a mount point a student named with any bytes is still read.
-pub(crate) fn read_kernel_text(path: &str, cap: u64) -> std::io::Result<(String, bool)> {
+/// Most bytes of a mount table read (a student may make thousands of mounts).
+const MOUNTINFO_CAP: u64 = 16 << 20;
+
+/// Reads a mount table (`/proc/PID/mountinfo`), at most [`MOUNTINFO_CAP`] bytes of it, bytes
+/// that are not UTF-8 replaced: a mount point named with any bytes never makes it unreadable.
+pub(crate) fn read_mountinfo(pid: i32) -> std::io::Result<String> {
     let mut bytes = Vec::new();
-    File::open(path)?.take(cap + 1).read_to_end(&mut bytes)?;
-    let cut = bytes.len() as u64 > cap;
-    bytes.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
-    Ok((String::from_utf8_lossy(&bytes).into_owned(), cut))
+    File::open(format!("/proc/{pid}/mountinfo"))?
+        .take(MOUNTINFO_CAP)
+        .read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Names each overlay layer of `mounts` that is the same directory (device and inode) as one

@@ -50,8 +50,6 @@ pub const SANDBOX_UID_BASE: u32 = 1_000_000_000;
 
 /// Where the entry file is put inside the sandbox (beside `$LAB`, on the same private tmpfs).
 const TASK_DIR: &str = "/tmp/.task";
-/// Most bytes of a sandbox's mount table read.
-const MOUNTINFO_CAP: u64 = 16 << 20;
 
 /// A finished sandbox whose keeper is alive: its mount namespace, with everything the student
 /// left mounted, stays readable until this is dropped.
@@ -76,13 +74,9 @@ impl HeldSandbox {
         crate::reader::open_view(self.keeper_in_proc, uid, own_user_ns)
     }
 
-    /// The sandbox's mount table, at most [`MOUNTINFO_CAP`] bytes of it (a student may make
-    /// thousands of mounts), bytes that are not UTF-8 replaced; `true` when it was cut.
-    pub(crate) fn mountinfo(&self) -> std::io::Result<(String, bool)> {
-        crate::reader::read_kernel_text(
-            &format!("/proc/{}/mountinfo", self.keeper_in_proc),
-            MOUNTINFO_CAP,
-        )
+    /// The sandbox's mount table (see [`crate::reader::read_mountinfo`]).
+    pub(crate) fn mountinfo(&self) -> std::io::Result<String> {
+        crate::reader::read_mountinfo(self.keeper_in_proc)
     }
 }
 

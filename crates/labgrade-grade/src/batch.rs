@@ -361,6 +361,22 @@ expect = [{ path = "lower/a", content = "a\n" }]
         }
     }
 
+    /// A batch of the folders in `subs` on a guest that cannot start (see [`NoGuest`]), results
+    /// into `out`, `on_done` called as each finishes.
+    fn batch_without_guest(
+        subs: &Path,
+        out: &Path,
+        on_done: &(dyn Fn(&BatchEntry) + Sync),
+    ) -> Result<BatchSummary, BatchError> {
+        grade_batch(
+            &|| Box::new(NoGuest),
+            &assignment(),
+            subs,
+            &options(out),
+            on_done,
+        )
+    }
+
     fn read(p: &Path) -> String {
         std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
@@ -379,14 +395,8 @@ expect = [{ path = "lower/a", content = "a\n" }]
         std::fs::write(with_code.join("mount.sh"), "true\n").unwrap_or_else(|e| panic!("{e}"));
         mkdir(&subs.path().join(OsStr::from_bytes(b"a\xff")));
         mkdir(&subs.path().join("a\\xff"));
-        let s = grade_batch(
-            &|| Box::new(NoGuest),
-            &assignment(),
-            subs.path(),
-            &options(out.path()),
-            &|_| {},
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let s =
+            batch_without_guest(subs.path(), out.path(), &|_| {}).unwrap_or_else(|e| panic!("{e}"));
         let names: Vec<&str> = s.entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["a\\x5cxff", "a\\xfe", "a\\xff"]);
         assert_eq!(
@@ -415,14 +425,8 @@ expect = [{ path = "lower/a", content = "a\n" }]
         for n in ["a", "c"] {
             mkdir(&subs.path().join(n));
         }
-        let first = grade_batch(
-            &|| Box::new(NoGuest),
-            &assignment(),
-            subs.path(),
-            &options(out.path()),
-            &|_| {},
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let first =
+            batch_without_guest(subs.path(), out.path(), &|_| {}).unwrap_or_else(|e| panic!("{e}"));
         assert!(first.entries.iter().all(|e| !e.kept));
         for n in ["b", "d"] {
             mkdir(&subs.path().join(n));
@@ -431,23 +435,17 @@ expect = [{ path = "lower/a", content = "a\n" }]
         // done before it, and `c` itself, are in the summary it leaves.
         let seen = Mutex::new(Vec::new());
         let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            grade_batch(
-                &|| Box::new(NoGuest),
-                &assignment(),
-                subs.path(),
-                &options(out.path()),
-                &|e| {
-                    let csv = read(&out.path().join("summary.csv"));
-                    let line = format!("\n{},0,5,graded\n", e.name);
-                    assert!(csv.contains(&line), "{} is not in\n{csv}", e.name);
-                    if let Ok(mut s) = seen.lock() {
-                        s.push((e.name.clone(), e.kept, csv.lines().count() - 1));
-                    }
-                    if e.name == "c" {
-                        panic!("the grader died on c");
-                    }
-                },
-            )
+            batch_without_guest(subs.path(), out.path(), &|e| {
+                let csv = read(&out.path().join("summary.csv"));
+                let line = format!("\n{},0,5,graded\n", e.name);
+                assert!(csv.contains(&line), "{} is not in\n{csv}", e.name);
+                if let Ok(mut s) = seen.lock() {
+                    s.push((e.name.clone(), e.kept, csv.lines().count() - 1));
+                }
+                if e.name == "c" {
+                    panic!("the grader died on c");
+                }
+            })
         }));
         assert!(died.is_err());
         assert_eq!(
